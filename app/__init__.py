@@ -1,0 +1,49 @@
+"""The 天网 task bridge: the Flask app factory."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from app.config import Settings
+
+__version__ = "0.1.0"
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    from flask_swagger_ui import get_swaggerui_blueprint
+
+    from app import queueing, runtime, state_machine
+    from app.api import system, tasks
+    from app.api.guard import init_guard
+    from app.extensions import api, celery_init_app
+
+    settings = settings or Settings.from_env()
+    settings.check()
+    if not settings.auth_enabled:
+        log.warning("!!! TIANWANG_AUTH=off: the intake API accepts requests WITHOUT an API key !!!")
+    runtime.configure(settings)
+
+    app = Flask(__name__)
+    app.config.update(
+        SETTINGS=settings,
+        VERSION=__version__,
+        MAX_CONTENT_LENGTH=1024 * 1024,
+        API_TITLE="天网 task bridge",
+        API_VERSION=__version__,
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api",
+        OPENAPI_JSON_PATH="openapi.json",
+        CELERY={"broker_url": settings.celery_broker_url, "result_backend": settings.celery_result_backend},
+    )
+    celery_init_app(app)
+    state_machine.set_callback_hook(queueing.enqueue_callback)
+    init_guard(app, settings)
+    api.init_app(app)
+    api.register_blueprint(tasks.blp)
+    api.register_blueprint(system.blp)
+    docs = get_swaggerui_blueprint("/api/docs", "/api/openapi.json", config={"app_name": "天网 task bridge"})
+    app.register_blueprint(docs)
+    app.add_url_rule("/api/docs", endpoint="docs_root", view_func=app.view_functions["swagger_ui.show"])
+    return app

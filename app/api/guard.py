@@ -1,0 +1,56 @@
+"""Before every /api request: the API key, and a body that is a JSON object (CONTRACTS.md §1)."""
+from __future__ import annotations
+
+import hmac
+import json
+
+from flask import Flask, current_app, request
+
+from app.api.errors import envelope
+
+PUBLIC = frozenset({"/api/health", "/api/ready", "/api/openapi.json", "/metrics"})
+
+
+def _presented_key() -> str | None:
+    key = request.headers.get("X-API-Key")
+    if key:
+        return key
+    auth = request.headers.get("Authorization", "")
+    return auth[7:].strip() if auth.lower().startswith("bearer ") else None
+
+
+def key_is_valid(presented: str | None, keys) -> bool:
+    if not presented:
+        return False
+    # Compare against every key (no early exit) in constant time per key.
+    ok = False
+    for key in keys:
+        ok |= hmac.compare_digest(presented.encode(), key.encode())
+    return ok
+
+
+def init_guard(app: Flask, settings) -> None:
+    @app.before_request
+    def _guard():
+        path = request.path
+        if not path.startswith("/api"):
+            return None
+        if settings.auth_enabled and path not in PUBLIC and not path.startswith("/api/docs"):
+            if not key_is_valid(_presented_key(), settings.api_keys):
+                return envelope(401, "missing or wrong API key")
+        if request.method in ("POST", "PUT", "PATCH"):
+            return _check_json_object()
+        return None
+
+
+def _check_json_object():
+    raw = request.get_data(cache=True)  # raises 413 past MAX_CONTENT_LENGTH
+    try:
+        body = json.loads(raw) if raw else None
+    except (ValueError, UnicodeDecodeError):
+        return envelope(400, "body is not valid JSON")
+    if not isinstance(body, dict):
+        return envelope(400, "body must be a JSON object")
+    if not request.is_json:
+        return envelope(400, "Content-Type must be application/json")
+    return None

@@ -1,0 +1,50 @@
+"""Liveness, readiness and custom events."""
+from __future__ import annotations
+
+from flask import current_app, request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from app import queueing
+from app.api.errors import envelope
+from app.domain.triggers import InboundEvent
+from app.health import readiness
+from app.schemas import CustomEventSchema, EnvelopeSchema
+from app.timeutil import iso, utcnow
+
+blp = Blueprint("system", __name__, url_prefix="/api", description="Health, readiness and events")
+
+
+@blp.route("/health")
+class Health(MethodView):
+    @blp.response(200, EnvelopeSchema)
+    def get(self):
+        """Liveness: the web process answers."""
+        return envelope(200, "OK", {"service": "tianwang-bridge", "version": current_app.config["VERSION"],
+                                    "time": iso(utcnow(), current_app.config["SETTINGS"].app_timezone)})
+
+
+@blp.route("/ready")
+class Ready(MethodView):
+    @blp.response(200, EnvelopeSchema)
+    @blp.alt_response(503, schema=EnvelopeSchema, description="a dependency is down")
+    def get(self):
+        """Readiness: database, Redis, broker, listener and beat heartbeats."""
+        checks = readiness()
+        ok = all(c["ok"] for c in checks.values())
+        return envelope(200 if ok else 503, "ready" if ok else "not ready", {"checks": checks})
+
+
+@blp.route("/event")
+class CustomEvent(MethodView):
+    @blp.arguments(CustomEventSchema)
+    @blp.response(202, EnvelopeSchema)
+    def post(self, args):
+        """Deliver a custom event; matching custom_event tasks fire."""
+        import time
+
+        event = InboundEvent(kind="custom", event=args["event"], from_id=args.get("customer_id"),
+                             acc_id=args.get("acc_id"), data=args.get("data") or {},
+                             received_at=time.time())
+        queueing.enqueue_match(event.as_dict())
+        return envelope(202, "事件已接收", {"event": args["event"]})

@@ -1,0 +1,136 @@
+"""/api/task/*: receive, status, cancel, list, stats, events (CONTRACTS.md §1)."""
+from __future__ import annotations
+
+from flask import request
+from flask.views import MethodView
+from flask_smorest import Blueprint, abort
+from marshmallow import ValidationError
+from sqlalchemy import func, select
+
+from app import runtime
+from app.api.errors import envelope, flatten
+from app.db import session_scope
+from app.domain import states
+from app.domain.triggers import TRIGGER_TYPES
+from app.models import Task, TaskEvent
+from app.schemas import CancelSchema, EnvelopeSchema, TaskListQuerySchema, TaskReceiveSchema
+from app.services import intake
+from app.state_machine import TaskNotFound
+from app.views import event_view, task_view
+
+blp = Blueprint("tasks", __name__, url_prefix="/api/task", description="Tasks from 天网")
+
+
+@blp.route("/receive")
+class TaskReceive(MethodView):
+    @blp.doc(requestBody={"required": True, "content": {"application/json": {"schema": TaskReceiveSchema}}})
+    @blp.response(200, EnvelopeSchema)
+    @blp.alt_response(409, schema=EnvelopeSchema, description="task_id used with another body")
+    @blp.alt_response(422, schema=EnvelopeSchema, description="validation failed")
+    def post(self):
+        """Receive a task from 天网 (idempotent by task_id)."""
+        body = request.get_json()
+        try:
+            data = TaskReceiveSchema().load(body)
+        except ValidationError as exc:
+            existing = _existing_same(body)
+            if existing is None:
+                return envelope(422, "validation failed", None, flatten(exc.messages))
+            data = None
+        try:
+            received = intake.receive(body, data) if data is not None else existing
+        except intake.FieldErrors as exc:
+            return envelope(422, "validation failed", None, exc.errors)
+        except intake.Conflict as exc:
+            return envelope(409, str(exc), {"task_id": body.get("task_id"), "status": exc.status})
+        return envelope(200, "任务接收成功", {"task_id": received.task_id, "status": received.status})
+
+
+def _existing_same(body: dict):
+    """A re-sent body that was valid when first received (a timer since gone past) is still a repeat."""
+    task_id = body.get("task_id")
+    if not isinstance(task_id, str) or len(task_id) > 128:
+        return None
+    with session_scope() as session:
+        task = session.get(Task, task_id)
+        if task is None or task.body_hash != intake.body_hash(body):
+            return None
+        return intake.Received(task.task_id, task.status, False)
+
+
+@blp.route("/status/<string:task_id>")
+class TaskStatus(MethodView):
+    @blp.response(200, EnvelopeSchema)
+    def get(self, task_id):
+        """The whole task: its fields, status and history markers."""
+        with session_scope() as session:
+            task = session.get(Task, task_id)
+            if task is None:
+                abort(404, message=f"task {task_id} not found")
+            return envelope(200, "OK", task_view(task, runtime.current().settings.app_timezone))
+
+
+@blp.route("/cancel")
+class TaskCancel(MethodView):
+    @blp.arguments(CancelSchema)
+    @blp.response(200, EnvelopeSchema)
+    def post(self, args):
+        """Cancel a pending or waiting task."""
+        try:
+            status = intake.cancel(args["task_id"], args.get("reason"))
+        except TaskNotFound:
+            abort(404, message=f"task {args['task_id']} not found")
+        except intake.Conflict as exc:
+            return envelope(409, str(exc), {"task_id": args["task_id"], "status": exc.status})
+        return envelope(200, "任务已取消", {"task_id": args["task_id"], "status": status})
+
+
+@blp.route("/list")
+class TaskList(MethodView):
+    @blp.arguments(TaskListQuerySchema, location="query")
+    @blp.response(200, EnvelopeSchema)
+    def get(self, args):
+        """Tasks, newest first, filtered by customer, status, type and trigger type."""
+        filters = []
+        for name, column in (("customer_id", Task.customer_id), ("status", Task.status),
+                             ("type", Task.type), ("trigger_type", Task.trigger_type)):
+            if args.get(name):
+                filters.append(column == args[name])
+        page, size = args["page"], args["page_size"]
+        zone = runtime.current().settings.app_timezone
+        with session_scope() as session:
+            total = session.scalar(select(func.count()).select_from(Task).where(*filters))
+            rows = session.scalars(select(Task).where(*filters).order_by(Task.created_at.desc(), Task.task_id)
+                                   .offset((page - 1) * size).limit(size)).all()
+            items = [task_view(t, zone) for t in rows]
+        return envelope(200, "OK", {"items": items, "page": page, "page_size": size, "total": total})
+
+
+@blp.route("/stats")
+class TaskStats(MethodView):
+    @blp.response(200, EnvelopeSchema)
+    def get(self):
+        """Counts by status and by trigger type."""
+        with session_scope() as session:
+            by_status = dict(session.execute(select(Task.status, func.count()).group_by(Task.status)).all())
+            by_trigger = dict(session.execute(
+                select(Task.trigger_type, func.count()).group_by(Task.trigger_type)).all())
+        return envelope(200, "OK", {
+            "total": sum(by_status.values()),
+            "by_status": {s: by_status.get(s, 0) for s in states.STATUSES},
+            "by_trigger_type": {t: by_trigger.get(t, 0) for t in TRIGGER_TYPES},
+        })
+
+
+@blp.route("/<string:task_id>/events")
+class TaskEvents(MethodView):
+    @blp.response(200, EnvelopeSchema)
+    def get(self, task_id):
+        """The task's history: state changes, attempts, sends and callbacks."""
+        zone = runtime.current().settings.app_timezone
+        with session_scope() as session:
+            if session.get(Task, task_id) is None:
+                abort(404, message=f"task {task_id} not found")
+            rows = session.scalars(select(TaskEvent).where(TaskEvent.task_id == task_id)
+                                   .order_by(TaskEvent.id)).all()
+            return envelope(200, "OK", {"task_id": task_id, "events": [event_view(e, zone) for e in rows]})

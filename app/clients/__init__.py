@@ -1,0 +1,1 @@
+"""One client module per outside party; the only places that know those wire formats."""

@@ -1,0 +1,126 @@
+"""The 轻简 adapter (CONTRACTS.md §2, protocol v1): frames in and out, and the send hand-off.
+
+Only the listener holds the WebSocket. Workers on any host hand a frame to it through a Redis Stream
+(`qj:out`, consumer group `listener`); the listener sends it, and when 轻简 answers `send_result` it
+stores the result under the req_id and wakes the waiting worker. Another 轻简 protocol would replace
+this module and nothing else.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+import redis
+
+STREAM_GROUP = "listener"
+RESULT_TTL = 24 * 3600
+
+
+class FrameError(ValueError):
+    """A frame that is not JSON, not an object, or lacks what its event needs."""
+
+
+def parse_inbound(text: str | bytes) -> tuple[str, dict]:
+    try:
+        frame = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FrameError(f"not JSON: {exc}") from None
+    if not isinstance(frame, dict) or not isinstance(frame.get("event"), str):
+        raise FrameError("not an object with an event name")
+    data = frame.get("data")
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise FrameError("data is not an object")
+    return frame["event"], data
+
+
+def send_frame(step: dict, *, acc_id: str, to_id: str, req_id: str) -> dict:
+    """A domain step (app.domain.actions) as an outbound frame."""
+    kind = step["kind"]
+    data = {"acc_id": acc_id, "to_id": to_id}
+    if kind == "text":
+        return {"action": "send_text", "req_id": req_id, "data": {**data, "content": step["content"]}}
+    if kind == "file":
+        return {"action": "send_file", "req_id": req_id,
+                "data": {**data, "file_url": step["file_url"], "file_name": step["file_name"]}}
+    if kind == "link":
+        return {"action": "send_link", "req_id": req_id, "data": {
+            **data, "url": step["url"], "title": step["title"], "desc": step["desc"]}}
+    raise ValueError(f"unknown step kind {kind!r}")
+
+
+PING = json.dumps({"action": "ping"})
+
+
+class SendChannel:
+    """The Redis hand-off between workers (submit, wait) and the listener (read, report, ack)."""
+
+    def __init__(self, client: redis.Redis, prefix: str = "tw:"):
+        self.r = client
+        self.stream = f"{prefix}qj:out"
+        self._result = f"{prefix}qj:result:"
+        self._wake = f"{prefix}qj:wake:"
+
+    # -- worker side -----------------------------------------------------------------------
+    def submit(self, frame: dict) -> None:
+        self.r.xadd(self.stream, {"req_id": frame["req_id"], "frame": json.dumps(frame, ensure_ascii=False),
+                                  "at": f"{time.time():.6f}"}, maxlen=200_000, approximate=True)
+
+    def result(self, req_id: str) -> dict | None:
+        raw = self.r.get(self._result + req_id)
+        return json.loads(raw) if raw else None
+
+    def wait(self, req_id: str, timeout: float) -> dict | None:
+        """The send_result of `req_id`, or None if none came within `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.result(req_id)
+            if found is not None:
+                return found
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            # BLPOP wakes us the moment the listener reports; the loop re-reads the stored result.
+            self.r.blpop([self._wake + req_id], timeout=max(0.01, min(left, 5.0)))
+
+    # -- listener side ---------------------------------------------------------------------
+    def ensure_group(self) -> None:
+        try:
+            self.r.xgroup_create(self.stream, STREAM_GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def read(self, consumer: str, block_ms: int = 500, count: int = 100) -> list[tuple[str, dict]]:
+        reply = self.r.xreadgroup(STREAM_GROUP, consumer, {self.stream: ">"}, count=count, block=block_ms)
+        return _entries(reply[0][1]) if reply else []
+
+    def reclaim(self, consumer: str, min_idle_ms: int = 0) -> list[tuple[str, dict]]:
+        """Entries a dead listener read but never acknowledged."""
+        claimed, start = [], "0-0"
+        while True:
+            reply = self.r.xautoclaim(self.stream, STREAM_GROUP, consumer, min_idle_ms, start, count=100)
+            start, entries = reply[0], reply[1]
+            claimed.extend(_entries(e for e in entries if e and e[1]))
+            if start in (b"0-0", "0-0"):
+                return claimed
+
+    def ack(self, entry_id: str) -> None:
+        self.r.xack(self.stream, STREAM_GROUP, entry_id)
+
+    def report(self, req_id: str, ok: bool, error: str | None) -> None:
+        pipe = self.r.pipeline(transaction=True)
+        pipe.set(self._result + req_id, json.dumps({"ok": bool(ok), "error": error}), ex=RESULT_TTL)
+        pipe.rpush(self._wake + req_id, 1)
+        pipe.expire(self._wake + req_id, 60)
+        pipe.execute()
+
+
+def _entries(raw) -> list[tuple[str, dict]]:
+    out = []
+    for entry_id, fields in raw:
+        fields = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+                  for k, v in fields.items()}
+        out.append((entry_id.decode() if isinstance(entry_id, bytes) else entry_id, fields))
+    return out

@@ -1,0 +1,85 @@
+"""Configuration from the environment (CONTRACTS.md §5). One place reads os.environ."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+VAR_DIR = PROJECT_ROOT / "var"
+
+DEFAULT_PAYMENT_KEYWORDS = ("已付款", "已支付", "拍下了", "付过了")
+DEFAULT_ORDER_KEYWORDS = ("已下单", "下单了", "拍了")
+
+
+def _list(value: str | None) -> tuple[str, ...]:
+    return tuple(part.strip() for part in (value or "").split(",") if part.strip())
+
+
+def _float(env, name, default):
+    raw = env.get(name)
+    return float(raw) if raw not in (None, "") else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    redis_url: str
+    celery_broker_url: str
+    celery_result_backend: str
+    app_timezone: str = "Asia/Shanghai"
+    api_keys: tuple[str, ...] = ()
+    auth_enabled: bool = True
+    callback_url: str | None = None
+    callback_secret: str | None = None
+    callback_max_age_hours: float = 24.0
+    qingjian_ws_url: str = "ws://127.0.0.1:9528"
+    qingjian_default_acc_id: str | None = None
+    qingjian_send_timeout: float = 10.0
+    tuhui_base_url: str | None = None
+    tuhui_api_key: str | None = field(default=None, repr=False)
+    wecom_webhook_url: str | None = field(default=None, repr=False)
+    dispatch_sticky_hours: float = 72.0
+    dispatch_max_wait_minutes: float = 120.0
+    payment_keywords: tuple[str, ...] = DEFAULT_PAYMENT_KEYWORDS
+    order_keywords: tuple[str, ...] = DEFAULT_ORDER_KEYWORDS
+    # How long a worker's claim on a running task lasts before beat re-drives it.
+    action_lease_seconds: float = 30.0
+    redis_prefix: str = "tw:"
+
+    @classmethod
+    def from_env(cls, env: dict | None = None, **overrides) -> "Settings":
+        env = dict(os.environ if env is None else env)
+        redis_url = env.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+        values = dict(
+            database_url=env.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'tianwang.db'}",
+            redis_url=redis_url,
+            celery_broker_url=env.get("CELERY_BROKER_URL") or redis_url,
+            celery_result_backend=env.get("CELERY_RESULT_BACKEND") or redis_url,
+            app_timezone=env.get("APP_TIMEZONE") or "Asia/Shanghai",
+            api_keys=_list(env.get("TIANWANG_API_KEYS")),
+            auth_enabled=(env.get("TIANWANG_AUTH", "").strip().lower() != "off"),
+            callback_url=env.get("TIANWANG_CALLBACK_URL") or None,
+            callback_secret=env.get("TIANWANG_CALLBACK_SECRET") or None,
+            callback_max_age_hours=_float(env, "CALLBACK_MAX_AGE_HOURS", 24.0),
+            qingjian_ws_url=env.get("QINGJIAN_WS_URL") or "ws://127.0.0.1:9528",
+            qingjian_default_acc_id=env.get("QINGJIAN_DEFAULT_ACC_ID") or None,
+            qingjian_send_timeout=_float(env, "QINGJIAN_SEND_TIMEOUT", 10.0),
+            tuhui_base_url=env.get("TUHUI_BASE_URL") or None,
+            tuhui_api_key=env.get("TUHUI_API_KEY") or None,
+            wecom_webhook_url=env.get("WECOM_WEBHOOK_URL") or None,
+            dispatch_sticky_hours=_float(env, "DISPATCH_STICKY_HOURS", 72.0),
+            dispatch_max_wait_minutes=_float(env, "DISPATCH_MAX_WAIT_MINUTES", 120.0),
+            action_lease_seconds=_float(env, "ACTION_LEASE_SECONDS", 30.0),
+            redis_prefix=env.get("REDIS_PREFIX") or "tw:",
+        )
+        values.update(overrides)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def check(self) -> None:
+        """Refuse to start in a state the contract forbids."""
+        if self.auth_enabled and not self.api_keys:
+            raise RuntimeError(
+                "TIANWANG_API_KEYS is empty: set intake keys, or TIANWANG_AUTH=off to run without auth"
+            )

@@ -1,0 +1,25 @@
+"""Flask extensions, created unbound and initialised by the app factory."""
+from __future__ import annotations
+
+from celery import Celery, Task
+from flask import Flask
+
+from app.api.errors import EnvelopeApi
+
+api = EnvelopeApi()
+
+
+def celery_init_app(app: Flask) -> Celery:
+    """The Celery app, configured from `celeryconfig` and the Flask config (Flask's examples/celery)."""
+
+    class FlaskTask(Task):
+        def __call__(self, *args, **kwargs):
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery_app = Celery(app.name, task_cls=FlaskTask)
+    celery_app.config_from_object("celeryconfig")
+    celery_app.conf.update(app.config["CELERY"])
+    celery_app.set_default()
+    app.extensions["celery"] = celery_app
+    return celery_app

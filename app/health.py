@@ -1,0 +1,45 @@
+"""Readiness checks for /api/ready: every dependency answers and the singletons are alive."""
+from __future__ import annotations
+
+from celery import current_app as celery_app
+from sqlalchemy import text
+
+from app import heartbeat, runtime
+from app.db import engine
+
+
+def _check(fn) -> dict:
+    try:
+        detail = fn()
+        return {"ok": True, **({"detail": detail} if detail is not None else {})}
+    except Exception as exc:  # a readiness probe reports, it does not raise
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+
+
+def _heartbeat(name: str):
+    rt = runtime.current()
+    seen = heartbeat.age(rt.redis, rt.settings.redis_prefix, name)
+    if seen is None:
+        raise RuntimeError(f"no {name} heartbeat in the last {heartbeat.TTL_SECONDS}s")
+    return {"age_seconds": round(seen, 1)}
+
+
+def _broker():
+    with celery_app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, timeout=2)
+
+
+def _database():
+    with engine().connect() as conn:
+        conn.execute(text("SELECT 1"))
+
+
+def readiness() -> dict:
+    rt = runtime.current()
+    return {
+        "database": _check(_database),
+        "redis": _check(lambda: rt.redis.ping() and None),
+        "broker": _check(_broker),
+        "listener": _check(lambda: _heartbeat("listener")),
+        "beat": _check(lambda: _heartbeat("beat")),
+    }

@@ -1,0 +1,98 @@
+"""SQL tables: tasks, their history, and the callback outbox. SQL is the truth; Redis is rebuilt from it.
+
+Times are stored as naive UTC datetimes (SQLite has no time zones); `app.timeutil` converts at the edges.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from app.timeutil import utcnow
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Task(Base):
+    __tablename__ = "tasks"
+
+    # The columns of the legacy schema (seed 000) ...
+    task_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    type: Mapped[str] = mapped_column(String(64))
+    customer_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    customer_name: Mapped[str | None] = mapped_column(String(128))
+    specified_customer_id: Mapped[str | None] = mapped_column(String(128))
+    specified_customer_name: Mapped[str | None] = mapped_column(String(128))
+    trigger_type: Mapped[str] = mapped_column(String(32), index=True)
+    trigger_keyword: Mapped[str | None] = mapped_column(Text)
+    trigger_keywords: Mapped[list | None] = mapped_column(JSON)
+    action_type: Mapped[str] = mapped_column(String(32))
+    action_file_url: Mapped[str | None] = mapped_column(Text)
+    action_message: Mapped[str | None] = mapped_column(Text)
+    priority: Mapped[str] = mapped_column(String(8), default="normal")
+    timeout_hours: Mapped[float] = mapped_column(Float, default=24.0)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    retry_count: Mapped[int] = mapped_column(Integer, default=0)
+    max_retry: Mapped[int] = mapped_column(Integer, default=3)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(128))
+    triggered_at: Mapped[datetime | None] = mapped_column(DateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[dict | None] = mapped_column(JSON)
+    # ... and what the contract needs beyond them.
+    acc_id: Mapped[str | None] = mapped_column(String(128))
+    trigger: Mapped[dict] = mapped_column(JSON)
+    action: Mapped[dict] = mapped_column(JSON)
+    raw: Mapped[dict] = mapped_column(JSON)  # the body as received, unknown fields included
+    body_hash: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    due_at: Mapped[datetime | None] = mapped_column(DateTime)  # time_reach only
+    triggered_by: Mapped[dict | None] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    # Action bookkeeping: which steps 轻简 acknowledged, and who holds the task while it runs.
+    progress: Mapped[dict | None] = mapped_column(JSON)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    __table_args__ = (
+        Index("ix_tasks_status_due", "status", "due_at"),
+        Index("ix_tasks_status_expires", "status", "expires_at"),
+        Index("ix_tasks_status_lease", "status", "lease_expires_at"),
+    )
+
+
+class TaskEvent(Base):
+    """One line of a task's history: a state change, an attempt, a send, a callback."""
+
+    __tablename__ = "task_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.task_id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    kind: Mapped[str] = mapped_column(String(32))
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str | None] = mapped_column(String(16))
+    detail: Mapped[dict | None] = mapped_column(JSON)
+
+
+class CallbackOutbox(Base):
+    """A callback owed to 天网, written in the same transaction as the status change that causes it."""
+
+    __tablename__ = "callback_outbox"
+
+    event_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.task_id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(16))  # the task status this callback reports
+    body: Mapped[str] = mapped_column(Text)  # the exact bytes that are signed and sent
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending|delivered|failed|unsent
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    __table_args__ = (Index("ix_outbox_state_next", "state", "next_attempt_at"),)

@@ -1,0 +1,39 @@
+"""The process's configured collaborators (settings, Redis, the index), set once at start-up.
+
+Web, worker, beat and listener all call `configure(settings)` (the app factory does it), so service
+functions can be called from any of them with plain ids and no Flask context.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+
+from app import db
+from app.config import Settings
+from app.redis_client import get_redis
+from app.registry import Registry
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    redis: redis.Redis
+    registry: Registry
+
+
+_current: Runtime | None = None
+
+
+def configure(settings: Settings) -> Runtime:
+    global _current
+    db.init_engine(settings.database_url)
+    client = get_redis(settings.redis_url)
+    _current = Runtime(settings, client, Registry(client, settings.redis_prefix))
+    return _current
+
+
+def current() -> Runtime:
+    if _current is None:
+        raise RuntimeError("runtime not configured: create the app (app.create_app) first")
+    return _current

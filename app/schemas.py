@@ -1,0 +1,166 @@
+"""Request and response schemas of the intake API (CONTRACTS.md §1). They also make the OpenAPI doc."""
+from __future__ import annotations
+
+import re
+
+from marshmallow import INCLUDE, Schema, ValidationError, fields, validate, validates_schema
+
+from app.domain import states
+from app.domain.triggers import (
+    CUSTOM_EVENT, CUSTOMER_KEYWORD, CUSTOMER_REPLY, MESSAGE_TRIGGERS, PRIORITY_RANK,
+    SPECIFIED_CUSTOMER_REPLY, TIME_REACH, TRIGGER_TYPES,
+)
+from app.timeutil import parse_wire_time
+
+TASK_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+ACTION_TYPES = ("send_message", "send_file", "send_link", "transfer_to_designer")
+
+
+def _not_blank(value: str) -> None:
+    if not value.strip():
+        raise ValidationError("must not be empty or whitespace")
+
+
+def _http_url(value: str) -> None:
+    if not re.match(r"^https?://[^\s/$.?#][^\s]*$", value, re.IGNORECASE):
+        raise ValidationError("must be an http or https URL")
+
+
+class StrictFloat(fields.Float):
+    """A JSON number only: "24" (a string) and true are rejected, unlike marshmallow's Float."""
+
+    def _validated(self, value):
+        if isinstance(value, (str, bool)):
+            raise self.make_error("invalid")
+        return super()._validated(value)
+
+
+class Lenient(Schema):
+    class Meta:
+        unknown = INCLUDE  # 天网 may add fields; they are kept with the task and otherwise ignored
+
+
+class CustomerSchema(Lenient):
+    id = fields.String(validate=validate.Length(max=128))
+    name = fields.String(allow_none=True, validate=validate.Length(max=128))
+
+
+class TriggerSchema(Lenient):
+    type = fields.String(required=True, validate=validate.OneOf(TRIGGER_TYPES))
+    customer_id = fields.String(validate=[validate.Length(max=128), _not_blank])
+    customer_name = fields.String(allow_none=True)
+    keyword = fields.String(validate=_not_blank)
+    exact_match = fields.Boolean(load_default=False)
+    keywords = fields.List(fields.String(validate=_not_blank), validate=validate.Length(min=1, max=50))
+    time = fields.String(metadata={"description": "YYYY-MM-DD HH:MM:SS or ISO 8601"})
+    event = fields.String(validate=_not_blank)
+    match = fields.Dict()
+    lookback_seconds = StrictFloat(validate=validate.Range(min=0, max=3600))
+
+    @validates_schema
+    def _fields_for_type(self, data, **_):
+        kind = data.get("type")
+        errors: dict[str, list[str]] = {}
+
+        def need(name):
+            if data.get(name) in (None, "", []):
+                errors.setdefault(name, []).append(f"required for {kind}")
+
+        if kind == SPECIFIED_CUSTOMER_REPLY:
+            need("customer_id")
+            need("keyword")
+        elif kind == CUSTOMER_REPLY:
+            need("keyword")
+        elif kind == CUSTOMER_KEYWORD:
+            need("keywords")
+        elif kind == TIME_REACH:
+            need("time")
+            if data.get("time"):
+                try:
+                    parse_wire_time(data["time"])
+                except ValueError:
+                    errors.setdefault("time", []).append("not a time: use YYYY-MM-DD HH:MM:SS or ISO 8601")
+        elif kind == CUSTOM_EVENT:
+            need("event")
+        if "lookback_seconds" in data and kind not in MESSAGE_TRIGGERS:
+            errors.setdefault("lookback_seconds", []).append(f"not allowed for {kind}")
+        if errors:
+            raise ValidationError(errors)
+
+
+class ActionSchema(Lenient):
+    type = fields.String(required=True, validate=validate.OneOf(ACTION_TYPES))
+    message = fields.String(allow_none=True)
+    file_url = fields.String(validate=_http_url)
+    file_name = fields.String(allow_none=True)
+    link_url = fields.String(validate=_http_url)
+    title = fields.String(allow_none=True)
+    desc = fields.String(allow_none=True)
+    reason = fields.String(allow_none=True)
+    image_url = fields.String(allow_none=True)
+
+    @validates_schema
+    def _fields_for_type(self, data, **_):
+        kind = data.get("type")
+        required = {"send_message": "message", "send_file": "file_url", "send_link": "link_url"}.get(kind)
+        value = data.get(required) if required else None
+        if required and (not isinstance(value, str) or not value.strip()):
+            raise ValidationError({required: [f"required for {kind}"]})
+
+
+class TaskReceiveSchema(Lenient):
+    task_id = fields.String(required=True, validate=validate.Regexp(
+        TASK_ID, error="1-128 characters of A-Z a-z 0-9 _ . : -"))
+    type = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    customer = fields.Nested(CustomerSchema)
+    acc_id = fields.String(allow_none=True, validate=validate.Length(max=128))
+    trigger = fields.Nested(TriggerSchema, required=True)
+    action = fields.Nested(ActionSchema, required=True)
+    priority = fields.String(load_default="normal", validate=validate.OneOf(tuple(PRIORITY_RANK)))
+    timeout_hours = StrictFloat(load_default=24.0, validate=validate.Range(
+        min=0, max=720, min_inclusive=False))
+    max_retry = fields.Integer(strict=True, load_default=3, validate=validate.Range(min=0, max=10))
+    created_by = fields.String(allow_none=True, validate=validate.Length(max=128))
+
+    @validates_schema
+    def _customer_consistency(self, data, **_):
+        trigger = data.get("trigger") or {}
+        customer_id = (data.get("customer") or {}).get("id")
+        if trigger.get("type") == SPECIFIED_CUSTOMER_REPLY and customer_id and trigger.get(
+                "customer_id") and customer_id != trigger["customer_id"]:
+            raise ValidationError({"customer": {"id": ["differs from trigger.customer_id"]}})
+        if trigger.get("type") == TIME_REACH and not customer_id:
+            raise ValidationError({"customer": {"id": ["required for time_reach"]}})
+
+
+class TaskReceivedSchema(Schema):
+    task_id = fields.String()
+    status = fields.String(metadata={"enum": list(states.STATUSES)})
+
+
+class CancelSchema(Schema):
+    task_id = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    reason = fields.String(allow_none=True, validate=validate.Length(max=1000))
+
+
+class TaskListQuerySchema(Schema):
+    customer_id = fields.String()
+    status = fields.String(validate=validate.OneOf(states.STATUSES))
+    type = fields.String()
+    trigger_type = fields.String(validate=validate.OneOf(TRIGGER_TYPES))
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000))
+    page_size = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
+
+
+class CustomEventSchema(Lenient):
+    event = fields.String(required=True, validate=[validate.Length(min=1, max=128), _not_blank])
+    customer_id = fields.String(allow_none=True, validate=validate.Length(max=128))
+    acc_id = fields.String(allow_none=True, validate=validate.Length(max=128))
+    data = fields.Dict(load_default=dict)
+
+
+class EnvelopeSchema(Schema):
+    code = fields.Integer()
+    message = fields.String()
+    data = fields.Raw(allow_none=True)
+    errors = fields.Dict()

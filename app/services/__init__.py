@@ -1,0 +1,1 @@
+"""Service functions: the work behind API views and Celery tasks, called with plain ids."""

@@ -1,0 +1,197 @@
+"""Running a fired task's action: each step sent through 轻简 once, retried on failure, then finished.
+
+A worker first takes the task's lease (a CAS on `lease_owner`/`lease_expires_at`), so two deliveries
+of the same Celery message, or a re-drive by beat, never run the action side by side. Progress per
+step is written to SQL; a retry or a new owner resumes at the first step 轻简 has not acknowledged,
+and waits for the answer to a send that is still in flight instead of sending it again.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import or_
+
+from app import runtime, state_machine
+from app.clients.qingjian import SendChannel, send_frame
+from app.db import session_scope
+from app.domain import actions as plan
+from app.domain import states
+from app.models import Task
+from app.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the Celery task should do next: nothing (`done`), or run again after `retry_in` seconds."""
+
+    done: bool
+    retry_in: float | None = None
+    status: str | None = None
+
+
+class StepFailed(Exception):
+    pass
+
+
+class Unrecoverable(Exception):
+    """A failure no retry can cure (e.g. nobody to send to)."""
+
+
+def _lease_held(owner: str) -> tuple:
+    return (Task.lease_owner == owner,)
+
+
+def take_lease(task_id: str, owner: str) -> Task | None:
+    """The running task, if this worker now holds its lease; None if someone else does or it is done."""
+    rt = runtime.current()
+    now = utcnow()
+    with session_scope() as session:
+        took = state_machine.update_running(
+            session, task_id,
+            where=(or_(Task.lease_owner.is_(None), Task.lease_owner == owner, Task.lease_expires_at < now),),
+            lease_owner=owner, lease_expires_at=now + timedelta(seconds=rt.settings.action_lease_seconds),
+        )
+        return session.get(Task, task_id) if took else None
+
+
+def run(task_id: str, owner: str) -> Outcome:
+    task = take_lease(task_id, owner)
+    if task is None:
+        log.info("task %s: not running or held by another worker; nothing to do", task_id,
+                 extra={"task_id": task_id, "event": "skip"})
+        return Outcome(done=True)
+    if task.action.get("type") == "transfer_to_designer":
+        return _finish(task, owner, failed_with="transfer_to_designer: dispatch is not available yet")
+    try:
+        target = recipient(task)
+        result = _send_all(task, owner, target)
+    except Unrecoverable as exc:
+        return _finish(task, owner, failed_with=str(exc))
+    except StepFailed as exc:
+        return _after_failure(task, owner, str(exc))
+    except LeaseLost:
+        log.warning("task %s: lease lost to another worker; stopping", task_id, extra={"task_id": task_id})
+        return Outcome(done=True)
+    return _finish(task, owner, result=result)
+
+
+def recipient(task: Task) -> tuple[str, str]:
+    """(acc_id, to_id): the customer who triggered the task, on the task's account or theirs."""
+    settings = runtime.current().settings
+    by = task.triggered_by or {}
+    customer = (task.raw or {}).get("customer") or {}
+    to_id = by.get("customer_id") or customer.get("id") or task.customer_id
+    acc_id = task.acc_id or by.get("acc_id") or settings.qingjian_default_acc_id
+    if not to_id:
+        raise Unrecoverable("no customer to send to: the event named none and the task has no customer.id")
+    if not acc_id:
+        raise Unrecoverable("no shop account to send from: set acc_id or QINGJIAN_DEFAULT_ACC_ID")
+    return acc_id, to_id
+
+
+def _send_all(task: Task, owner: str, target: tuple[str, str]) -> dict:
+    rt = runtime.current()
+    channel = SendChannel(rt.redis, rt.settings.redis_prefix)
+    timeout = rt.settings.qingjian_send_timeout
+    progress = dict(task.progress or {})
+    sent = []
+    for index, step in enumerate(plan.plan_steps(task.action)):
+        record = progress.get(str(index)) or {}
+        if record.get("ok"):
+            sent.append(record["req_id"])
+            continue
+        req, outcome = _send_step(channel, task, owner, progress, index, step, target, timeout)
+        if outcome is None:
+            raise StepFailed(f"step {index}: no send_result from 轻简 within {timeout:g}s ({req})")
+        if not outcome.get("ok"):
+            raise StepFailed(f"step {index}: 轻简 refused the send: {outcome.get('error') or 'unknown error'}")
+        progress[str(index)] = {**progress[str(index)], "req_id": req, "ok": True}
+        _save_progress(task.task_id, owner, progress, event={"kind": "sent", "step": index, "req_id": req})
+        sent.append(req)
+    return {"sent": sent, "to_id": target[1], "acc_id": target[0]}
+
+
+def _send_step(channel, task, owner, progress, index, step, target, timeout) -> tuple[str, dict | None]:
+    """Send one step under this attempt's req_id, unless an earlier send of it settles the matter."""
+    req = plan.req_id(task.task_id, index, task.retry_count)
+    record = progress.get(str(index)) or {}
+    prior = record.get("req_id")
+    if prior == req:
+        # This very attempt was sent by a run that died: wait out its answer rather than repeat it.
+        return req, channel.wait(req, max(0.0, timeout - (time.time() - float(record.get("at", 0)))))
+    if prior:
+        late = channel.result(prior)
+        if late and late.get("ok"):  # an earlier attempt got through after all
+            return prior, late
+    progress[str(index)] = {"req_id": req, "at": time.time()}
+    _save_progress(task.task_id, owner, progress,
+                   event={"kind": "send", "step": index, "req_id": req, "what": step["kind"]})
+    acc_id, to_id = target
+    channel.submit(send_frame(step, acc_id=acc_id, to_id=to_id, req_id=req))
+    return req, channel.wait(req, timeout)
+
+
+def _save_progress(task_id: str, owner: str, progress: dict, event: dict) -> None:
+    rt = runtime.current()
+    with session_scope() as session:
+        kept = state_machine.update_running(
+            session, task_id, where=_lease_held(owner), progress=progress,
+            lease_expires_at=utcnow() + timedelta(seconds=rt.settings.action_lease_seconds),
+        )
+        if not kept:
+            raise LeaseLost(task_id)
+        kind = event.pop("kind")
+        state_machine.record(session, task_id, kind, event)
+
+
+class LeaseLost(Exception):
+    """Another worker took the task over (this one was presumed dead); stop without a trace."""
+
+
+def _finish(task: Task, owner: str, *, result: dict | None = None, failed_with: str | None = None) -> Outcome:
+    rt = runtime.current()
+    target = states.FAILED if failed_with else states.COMPLETED
+    with session_scope() as session:
+        moved = state_machine.move(
+            session, task.task_id, target, result=result, error=failed_with, where=_lease_held(owner),
+            callbacks_enabled=bool(rt.settings.callback_url), zone=rt.settings.app_timezone,
+        )
+    return Outcome(done=True, status=target if moved.won else moved.previous)
+
+
+def _after_failure(task: Task, owner: str, error: str) -> Outcome:
+    """Retry while retries and time remain; past the deadline the task times out, else it fails."""
+    rt = runtime.current()
+    now = utcnow()
+    with session_scope() as session:
+        state_machine.record(session, task.task_id, "attempt_failed",
+                             {"attempt": task.retry_count, "error": error}, now=now)
+        if now >= task.expires_at:
+            moved = state_machine.move(session, task.task_id, states.TIMEOUT, error=f"deadline passed; last error: {error}",
+                                       where=_lease_held(owner), callbacks_enabled=bool(rt.settings.callback_url),
+                                       zone=rt.settings.app_timezone, now=now)
+            return Outcome(done=True, status=states.TIMEOUT if moved.won else moved.previous)
+        if task.retry_count >= task.max_retry:
+            moved = state_machine.move(session, task.task_id, states.FAILED, error=error,
+                                       where=_lease_held(owner), callbacks_enabled=bool(rt.settings.callback_url),
+                                       zone=rt.settings.app_timezone, now=now)
+            return Outcome(done=True, status=states.FAILED if moved.won else moved.previous)
+        delay = plan.retry_delay(task.retry_count, random.random())
+        # Hand the lease back, but keep it from lapsing before the retry is due, so beat does not
+        # re-drive a task whose retry is merely waiting.
+        kept = state_machine.update_running(
+            session, task.task_id, where=_lease_held(owner), retry_count=task.retry_count + 1,
+            error_message=error, lease_owner=None,
+            lease_expires_at=now + timedelta(seconds=delay + rt.settings.action_lease_seconds),
+        )
+    if not kept:
+        return Outcome(done=True)
+    log.info("task %s: attempt %d failed (%s); retry in %.1fs", task.task_id, task.retry_count, error, delay,
+             extra={"task_id": task.task_id, "event": "retry"})
+    return Outcome(done=False, retry_in=delay)

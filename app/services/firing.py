@@ -1,0 +1,59 @@
+"""From an inbound event to claimed tasks: look candidates up, match, claim, hand the action on."""
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from app import queueing, runtime, state_machine
+from app.db import session_scope
+from app.domain import states
+from app.domain.triggers import MESSAGE_TRIGGERS, InboundEvent, firing_order, matches, within_lookback
+from app.models import Task
+from app.services import registration
+from app.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+
+
+def process_event(event: InboundEvent) -> list[str]:
+    """Fire every waiting task this event matches, in priority order; returns the ids it fired."""
+    specs = runtime.current().registry.candidates(event)
+    hits = [
+        spec for spec in firing_order(specs)
+        if matches(spec, event) and (spec["t"] not in MESSAGE_TRIGGERS or within_lookback(spec, event))
+    ]
+    return [spec["id"] for spec in hits if claim(spec["id"], event)]
+
+
+def triggered_by(event: InboundEvent) -> dict:
+    return {"kind": event.kind, "msg_id": event.msg_id, "customer_id": event.from_id,
+            "customer_name": event.from_name, "acc_id": event.acc_id, "event": event.event}
+
+
+def claim(task_id: str, event: InboundEvent | None) -> bool:
+    """waiting -> running for whoever gets there first; the winner enqueues the action.
+
+    The claim carries a lease: if the action is never run (the winner died before enqueueing, or the
+    worker died mid-action), beat sees the lapsed lease and enqueues it again.
+    """
+    rt = runtime.current()
+    now = utcnow()
+    by = triggered_by(event) if event is not None else {"kind": "time"}
+    with session_scope() as session:
+        moved = state_machine.move(
+            session, task_id, states.RUNNING, detail={"triggered_by": by},
+            values={"triggered_at": now, "triggered_by": by, "lease_owner": None,
+                    "lease_expires_at": now + timedelta(seconds=rt.settings.action_lease_seconds)},
+            callbacks_enabled=bool(rt.settings.callback_url), zone=rt.settings.app_timezone, now=now,
+        )
+        priority = session.scalar(select(Task.priority).where(Task.task_id == task_id)) if moved.won else None
+    if moved.won or moved.previous != states.PENDING:
+        registration.forget(task_id)  # fired, or a stale index entry of a task that no longer waits
+    if not moved.won:
+        return False
+    log.info("task %s fired by %s", task_id, by.get("msg_id") or by["kind"],
+             extra={"task_id": task_id, "event": "fired"})
+    queueing.enqueue_action(task_id, priority)
+    return True

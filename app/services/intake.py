@@ -1,0 +1,131 @@
+"""Receiving and cancelling tasks (CONTRACTS.md §1): store, register, and answer."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.exc import IntegrityError
+
+from app import runtime, state_machine
+from app.db import session_scope
+from app.domain import states
+from app.domain.triggers import SPECIFIED_CUSTOMER_REPLY, TIME_REACH
+from app.models import Task
+from app.services import registration
+from app.timeutil import parse_wire_time, to_utc_naive, utcnow
+
+log = logging.getLogger(__name__)
+PAST_TOLERANCE = timedelta(minutes=5)
+
+
+class FieldErrors(ValueError):
+    """Input the schema could not judge alone (it needs the clock or the configuration): a 422."""
+
+    def __init__(self, errors: dict[str, list[str]]):
+        super().__init__("validation failed")
+        self.errors = errors
+
+
+class Conflict(Exception):
+    def __init__(self, message: str, status: str | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Received:
+    task_id: str
+    status: str
+    created: bool
+
+
+def body_hash(body: dict) -> str:
+    canonical = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def receive(body: dict, data: dict) -> Received:
+    """Store a validated task (`data`, from TaskReceiveSchema) whose raw form is `body`.
+
+    The same task_id with the same body answers the current status and does nothing; with another
+    body it is a Conflict. Nothing is written unless every check passed.
+    """
+    rt = runtime.current()
+    digest = body_hash(body)
+    task_id = data["task_id"]
+    with session_scope() as session:
+        existing = session.get(Task, task_id)
+        if existing is not None:
+            return _same_or_conflict(existing, digest)
+
+    task = _new_task(data, body, digest, rt.settings)
+    try:
+        with session_scope() as session:
+            session.add(task)
+            session.flush()
+            state_machine.record(session, task_id, "received", {"created_by": task.created_by},
+                                 now=task.created_at)
+    except IntegrityError:  # the same id raced in from another request
+        with session_scope() as session:
+            return _same_or_conflict(session.get(Task, task_id), digest)
+    log.info("task %s received (%s, %s)", task_id, task.trigger_type, task.action_type,
+             extra={"task_id": task_id, "event": "received"})
+    status = registration.activate(task_id)
+    return Received(task_id, status, True)
+
+
+def _same_or_conflict(existing: Task, digest: str) -> Received:
+    if existing.body_hash != digest:
+        raise Conflict("task_id already used with a different body", existing.status)
+    return Received(existing.task_id, existing.status, False)
+
+
+def _new_task(data: dict, body: dict, digest: str, settings) -> Task:
+    now = utcnow()
+    trigger, action = data["trigger"], data["action"]
+    customer = data.get("customer") or {}
+    customer_id = customer.get("id") or trigger.get("customer_id")
+    acc_id = data.get("acc_id")
+    due_at = None
+    if trigger["type"] == TIME_REACH:
+        due_at = to_utc_naive(parse_wire_time(trigger["time"]), settings.app_timezone)
+        errors = {}
+        if due_at < now - PAST_TOLERANCE:
+            errors["trigger.time"] = ["more than 5 minutes in the past"]
+        if not (acc_id or settings.qingjian_default_acc_id):
+            errors["acc_id"] = ["required for time_reach (or set QINGJIAN_DEFAULT_ACC_ID)"]
+        if errors:
+            raise FieldErrors(errors)
+    keyword = trigger.get("keyword")
+    return Task(
+        task_id=data["task_id"], type=data["type"],
+        customer_id=customer_id, customer_name=customer.get("name") or trigger.get("customer_name"),
+        specified_customer_id=trigger.get("customer_id") if trigger["type"] == SPECIFIED_CUSTOMER_REPLY else None,
+        specified_customer_name=trigger.get("customer_name") if trigger["type"] == SPECIFIED_CUSTOMER_REPLY else None,
+        trigger_type=trigger["type"], trigger_keyword=keyword, trigger_keywords=trigger.get("keywords"),
+        action_type=action["type"], action_file_url=action.get("file_url"), action_message=action.get("message"),
+        priority=data["priority"], timeout_hours=float(data["timeout_hours"]), status=states.PENDING,
+        retry_count=0, max_retry=data["max_retry"], created_at=now, created_by=data.get("created_by"),
+        acc_id=acc_id, trigger=body["trigger"], action=body["action"], raw=body, body_hash=digest,
+        expires_at=(due_at or now) + timedelta(hours=float(data["timeout_hours"])), due_at=due_at,
+        updated_at=now,
+    )
+
+
+def cancel(task_id: str, reason: str | None) -> str:
+    """Cancel a pending or waiting task; raises TaskNotFound, or Conflict with the current status."""
+    rt = runtime.current()
+    with session_scope() as session:
+        moved = state_machine.move(
+            session, task_id, states.CANCELLED, error=None, detail={"reason": reason},
+            values={"error_message": f"cancelled: {reason}" if reason else "cancelled"},
+            callbacks_enabled=bool(rt.settings.callback_url), zone=rt.settings.app_timezone,
+        )
+    if not moved.won:
+        raise Conflict(f"task is {moved.previous}; only pending or waiting tasks can be cancelled",
+                       moved.previous)
+    registration.forget(task_id)
+    return states.CANCELLED

@@ -1,0 +1,89 @@
+"""Beat's sweeps: due timers, deadlines, lapsed leases, overdue callbacks, index reconciliation."""
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from app import queueing, runtime, state_machine
+from app.db import session_scope
+from app.domain import states
+from app.domain.triggers import TIME_REACH
+from app.models import Task
+from app.services import callbacks, firing, registration
+from app.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+BATCH = 1000
+
+
+def fire_due_timers(limit: int = BATCH) -> int:
+    """Claim every waiting time_reach task whose time has come (urgent first, then the earliest)."""
+    now = utcnow()
+    with session_scope() as session:
+        due = session.execute(
+            select(Task.task_id, Task.priority).where(
+                Task.status == states.WAITING, Task.trigger_type == TIME_REACH, Task.due_at <= now)
+            .order_by(Task.due_at).limit(limit)).all()
+    rank = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
+    fired = 0
+    for task_id, _ in sorted(due, key=lambda row: rank.get(row[1], 2)):
+        fired += firing.claim(task_id, None)
+    return fired
+
+
+def expire_deadlines(limit: int = BATCH) -> int:
+    """pending/waiting tasks past their deadline become `timeout` (running ones finish their attempt)."""
+    rt = runtime.current()
+    now = utcnow()
+    with session_scope() as session:
+        late = session.scalars(
+            select(Task.task_id).where(Task.status.in_((states.PENDING, states.WAITING)), Task.expires_at <= now)
+            .limit(limit)).all()
+    expired = 0
+    for task_id in late:
+        with session_scope() as session:
+            moved = state_machine.move(
+                session, task_id, states.TIMEOUT, only_from={states.PENDING, states.WAITING},
+                error="deadline passed before the trigger fired",
+                callbacks_enabled=bool(rt.settings.callback_url), zone=rt.settings.app_timezone)
+        if moved.won:
+            registration.forget(task_id)
+            expired += 1
+    return expired
+
+
+def redrive_lapsed_leases(limit: int = BATCH) -> int:
+    """Running tasks whose worker died (or whose action was never enqueued): enqueue them again.
+
+    Each re-drive pushes the lease forward, so one lapse causes one re-drive, not one per sweep.
+    """
+    rt = runtime.current()
+    now = utcnow()
+    lease = timedelta(seconds=rt.settings.action_lease_seconds)
+    with session_scope() as session:
+        lapsed = session.execute(
+            select(Task.task_id, Task.priority, Task.lease_expires_at).where(
+                Task.status == states.RUNNING, Task.lease_expires_at < now).limit(limit)).all()
+    count = 0
+    for task_id, priority, seen in lapsed:
+        with session_scope() as session:
+            ours = state_machine.update_running(
+                session, task_id, where=(Task.lease_expires_at == seen,),
+                lease_owner=None, lease_expires_at=now + lease)
+            if ours:
+                state_machine.record(session, task_id, "redrive", {"lease_expired_at": str(seen)})
+        if ours:
+            log.warning("task %s: lease lapsed, re-driving its action", task_id,
+                        extra={"task_id": task_id, "event": "redrive"})
+            queueing.enqueue_action(task_id, priority)
+            count += 1
+    return count
+
+
+def redrive_callbacks() -> int:
+    due = callbacks.overdue()
+    for event_id in due:
+        queueing.enqueue_callback(event_id)
+    return len(due)

@@ -1,0 +1,133 @@
+"""Putting tasks into the Redis index, taking them out, and rebuilding the index from SQL."""
+from __future__ import annotations
+
+import logging
+
+import redis
+from sqlalchemy import func, select
+
+from app import runtime, state_machine
+from app.db import session_scope
+from app.domain import states
+from app.domain.triggers import MESSAGE_TRIGGERS, compile_spec, matches, within_lookback
+from app.models import Task
+from app.timeutil import epoch
+
+log = logging.getLogger(__name__)
+
+
+def spec_of(task: Task) -> dict:
+    settings = runtime.current().settings
+    customer = (task.raw or {}).get("customer") or {}
+    return compile_spec(
+        task_id=task.task_id, trigger=task.trigger, customer_id=customer.get("id") or None,
+        priority=task.priority, created_at=epoch(task.created_at),
+        payment_keywords=settings.payment_keywords, order_keywords=settings.order_keywords,
+    )
+
+
+def activate(task_id: str) -> str:
+    """pending -> registered in Redis -> waiting, then catch up on messages that raced the task in.
+
+    If Redis is down the task stays pending and the reconciler finishes the job; either way the
+    current status is returned.
+    """
+    rt = runtime.current()
+    with session_scope() as session:
+        task = session.get(Task, task_id)
+        spec = spec_of(task)
+    try:
+        rt.registry.register(spec)
+    except redis.RedisError:
+        log.warning("task %s stays pending: Redis unavailable, the reconciler will register it", task_id,
+                    extra={"task_id": task_id, "event": "register_failed"})
+        return states.PENDING
+    with session_scope() as session:
+        moved = state_machine.move(session, task_id, states.WAITING, zone=rt.settings.app_timezone)
+    if not moved.won:
+        return moved.previous
+    catch_up(spec)
+    return states.WAITING
+
+
+def catch_up(spec: dict) -> None:
+    """Fire on a message that arrived since the task did (or within lookback_seconds before it).
+
+    The listener keeps the last hour of messages; one that arrived while the task was being
+    registered may have found it still pending, so it is looked at again here.
+    """
+    if spec["t"] not in MESSAGE_TRIGGERS:
+        return
+    from app.services import firing  # firing imports this module
+
+    rt = runtime.current()
+    since = spec["ts"] - spec.get("lb", 0.0)
+    try:
+        recent = rt.registry.recent(spec.get("c"), since)
+    except redis.RedisError:
+        return
+    for event in recent:  # oldest first
+        if matches(spec, event) and within_lookback(spec, event):
+            firing.claim(spec["id"], event)
+            return
+
+
+def forget(task_id: str) -> None:
+    """Take a task that no longer waits out of the index (best effort: a stale entry only costs a
+    failed claim, and the reconciler drops it)."""
+    try:
+        runtime.current().registry.unregister(task_id)
+    except redis.RedisError:
+        log.warning("could not unregister %s; the reconciler will", task_id, extra={"task_id": task_id})
+
+
+def reconcile(batch: int = 1000, full: bool = False) -> dict:
+    """Make the index match SQL: register every pending/waiting task, drop everything else.
+
+    Pending tasks (stored, never registered: Redis was down, or the web process died) are
+    registered and moved to waiting. Returns counts of what was done.
+    """
+    rt = runtime.current()
+    registry = rt.registry
+    added = dropped = activated = 0
+    if full:
+        registry.clear()
+    # SQL -> Redis, in pages by primary key so a million waiting tasks never sit in memory at once.
+    last = ""
+    while True:
+        with session_scope() as session:
+            tasks = session.scalars(
+                select(Task).where(Task.status.in_((states.PENDING, states.WAITING)), Task.task_id > last)
+                .order_by(Task.task_id).limit(batch)).all()
+        if not tasks:
+            break
+        last = tasks[-1].task_id
+        present = rt.redis.hmget(registry.spec_key, [t.task_id for t in tasks])
+        for task, raw in zip(tasks, present):
+            if task.status == states.PENDING:
+                if activate(task.task_id) == states.WAITING:
+                    activated += 1
+            elif raw is None:
+                registry.register(spec_of(task))
+                added += 1
+    # Redis -> SQL: drop what no longer waits.
+    for ids in registry.registered_ids(batch):
+        with session_scope() as session:
+            waiting = set(session.scalars(
+                select(Task.task_id).where(Task.task_id.in_(ids),
+                                           Task.status.in_((states.PENDING, states.WAITING)))))
+        for task_id in ids:
+            if task_id not in waiting:
+                registry.unregister(task_id)
+                dropped += 1
+    if added or dropped or activated:
+        log.info("reconciled index: %d registered, %d dropped, %d activated", added, dropped, activated,
+                 extra={"event": "reconcile"})
+    return {"registered": added, "dropped": dropped, "activated": activated}
+
+
+def index_drift() -> int:
+    """How far the index count is from SQL's count of waiting tasks (cheap; beat checks it often)."""
+    with session_scope() as session:
+        waiting = session.scalar(select(func.count()).select_from(Task).where(Task.status == states.WAITING))
+    return abs(runtime.current().registry.count() - int(waiting or 0))

@@ -1,0 +1,160 @@
+"""The one place that writes a task's status (DESIGN.md rule 1).
+
+Every move is a compare-and-set `UPDATE tasks SET status=:to WHERE task_id=:id AND status=:from`,
+plus its history row, plus (for running and terminal statuses) its callback outbox row, all in the
+caller's transaction. Whoever's update hits the row has won; everybody else gets `won=False` and drops
+the work. That is what makes a task fire once however many workers, listeners or beats race for it.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import event, select, update
+from sqlalchemy.orm import Session
+
+from app.domain import states
+from app.models import CallbackOutbox, Task, TaskEvent
+from app.timeutil import iso, utcnow
+
+log = logging.getLogger(__name__)
+
+
+class TaskNotFound(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class Moved:
+    won: bool
+    previous: str | None  # the status seen (before the move if won)
+    callback_event_id: str | None = None
+
+
+def move(
+    session: Session,
+    task_id: str,
+    target: str,
+    *,
+    only_from: frozenset[str] | set[str] | None = None,
+    values: dict | None = None,
+    detail: dict | None = None,
+    error: str | None = None,
+    result: dict | None = None,
+    where: tuple = (),
+    callbacks_enabled: bool = True,
+    zone: str = "Asia/Shanghai",
+    now: datetime | None = None,
+) -> Moved:
+    """Move `task_id` to `target` if its current status allows it (and is in `only_from`, if given).
+
+    `values` are extra columns written by the same UPDATE; `where` extra conditions of the CAS
+    (e.g. that this worker still holds the lease). Raises TaskNotFound for an unknown id.
+    """
+    allowed = states.sources(target)
+    if only_from is not None:
+        allowed = allowed & frozenset(only_from)
+    now = now or utcnow()
+    row_values = {"status": target, "updated_at": now, **(values or {})}
+    if error is not None:
+        row_values["error_message"] = error
+    if result is not None:
+        row_values["result"] = result
+    if states.is_terminal(target):
+        row_values.setdefault("completed_at", now)
+        row_values.setdefault("lease_owner", None)
+        row_values.setdefault("lease_expires_at", None)
+
+    # A CAS loop: the status may change between our read and our write; then we re-read once more.
+    for _ in range(3):
+        current = session.scalar(select(Task.status).where(Task.task_id == task_id))
+        if current is None:
+            raise TaskNotFound(task_id)
+        if current not in allowed:
+            return Moved(False, current)
+        hit = session.execute(
+            update(Task)
+            .where(Task.task_id == task_id, Task.status == current, *where)
+            .values(**row_values)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if hit == 1:
+            break
+        if where:  # an extra condition failed (lease lost): not ours to move
+            return Moved(False, current)
+    else:
+        return Moved(False, current)
+
+    session.add(TaskEvent(
+        task_id=task_id, at=now, kind="status", from_status=current, to_status=target,
+        detail={**(detail or {}), **({"error": error} if error else {})} or None,
+    ))
+    event_id = None
+    if target in states.CALLBACK_ON:
+        event_id = _add_callback(session, task_id, target, error, result, now, zone, callbacks_enabled)
+    log.info("task %s: %s -> %s", task_id, current, target, extra={"task_id": task_id, "event": "status"})
+    return Moved(True, current, event_id)
+
+
+def _add_callback(session, task_id, status, error, result, now, zone, enabled) -> str:
+    event_id = str(uuid.uuid4())
+    body = json.dumps({
+        "event_id": event_id, "task_id": task_id, "status": status, "error": error,
+        "result": result, "timestamp": iso(now, zone),
+    }, ensure_ascii=False, separators=(",", ":"))
+    session.add(CallbackOutbox(
+        event_id=event_id, task_id=task_id, status=status, body=body, created_at=now,
+        next_attempt_at=now, state="pending" if enabled else "unsent",
+    ))
+    if enabled:
+        session.info.setdefault("callbacks_due", []).append(event_id)
+    return event_id
+
+
+def record(session: Session, task_id: str, kind: str, detail: dict | None = None, now=None) -> None:
+    """A history line that is not a status change (attempt, send, callback, lookback ...)."""
+    session.add(TaskEvent(task_id=task_id, at=now or utcnow(), kind=kind, detail=detail))
+
+
+def update_running(session: Session, task_id: str, *, where: tuple = (), **values) -> bool:
+    """Write bookkeeping columns of a running task (lease, progress, retry_count) under a CAS.
+
+    Not a status change; it only succeeds while the task is still `running` and `where` holds.
+    """
+    values.setdefault("updated_at", utcnow())
+    hit = session.execute(
+        update(Task)
+        .where(Task.task_id == task_id, Task.status == states.RUNNING, *where)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    return hit == 1
+
+
+# Callbacks are delivered by whoever committed them, right after the commit (and re-driven by beat
+# if that never happens). The hook is set by the process (web or worker) that can enqueue them.
+_callback_hook = None
+
+
+def set_callback_hook(fn) -> None:
+    global _callback_hook
+    _callback_hook = fn
+
+
+@event.listens_for(Session, "after_commit")
+def _deliver_committed_callbacks(session: Session) -> None:
+    due = session.info.pop("callbacks_due", None)
+    if due and _callback_hook is not None:
+        for event_id in due:
+            try:
+                _callback_hook(event_id)
+            except Exception:  # the outbox row is safe; beat re-drives it
+                log.warning("could not enqueue callback %s; beat will re-drive it", event_id, exc_info=True)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_rolled_back_callbacks(session: Session) -> None:
+    session.info.pop("callbacks_due", None)

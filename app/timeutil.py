@@ -1,0 +1,35 @@
+"""Time at the edges: stored times are naive UTC, wire times are ISO 8601 with an offset."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def to_utc_naive(moment: datetime, default_zone: str) -> datetime:
+    """A wire time to the stored form; a time without an offset is read in `default_zone`."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=ZoneInfo(default_zone))
+    return moment.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def iso(moment: datetime | None, zone: str = "Asia/Shanghai") -> str | None:
+    """A stored time as ISO 8601 with the offset of `zone`."""
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=timezone.utc).astimezone(ZoneInfo(zone)).isoformat(timespec="seconds")
+
+
+def parse_wire_time(text: str) -> datetime:
+    """`YYYY-MM-DD HH:MM:SS` or ISO 8601 (a trailing Z included); raises ValueError."""
+    text = text.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    return datetime.fromisoformat(text)
+
+
+def epoch(moment: datetime) -> float:
+    return moment.replace(tzinfo=timezone.utc).timestamp()

@@ -1,0 +1,43 @@
+"""maintenance.tick and maintenance.upkeep: beat's sweeps, one acting beat at a time."""
+import logging
+
+from celery import shared_task
+
+from app import heartbeat, runtime
+from app.services import maintenance, registration
+
+log = logging.getLogger(__name__)
+FULL_RECONCILE_EVERY = 300.0  # seconds; drift triggers one sooner
+
+
+def _exclusive(name: str, ttl_ms: int) -> bool:
+    """One run per period however many beats (or duplicate messages) there are."""
+    rt = runtime.current()
+    return bool(rt.redis.set(f"{rt.settings.redis_prefix}lock:{name}", "1", nx=True, px=ttl_ms))
+
+
+@shared_task(name="maintenance.tick", ignore_result=True)
+def tick() -> dict | None:
+    """Due timers, deadlines, lapsed action leases (every half second)."""
+    if not _exclusive("tick", 400):
+        return None
+    rt = runtime.current()
+    heartbeat.beat(rt.redis, rt.settings.redis_prefix, "beat")
+    return {
+        "timers_fired": maintenance.fire_due_timers(),
+        "timed_out": maintenance.expire_deadlines(),
+        "redriven": maintenance.redrive_lapsed_leases(),
+    }
+
+
+@shared_task(name="maintenance.upkeep", ignore_result=True)
+def upkeep() -> dict | None:
+    """Overdue callbacks, and the Redis index reconciled with SQL."""
+    if not _exclusive("upkeep", 4000):
+        return None
+    rt = runtime.current()
+    done = {"callbacks_redriven": maintenance.redrive_callbacks()}
+    full_due = _exclusive("reconcile-full", int(FULL_RECONCILE_EVERY * 1000))
+    if full_due or registration.index_drift():
+        done["reconcile"] = registration.reconcile()
+    return done
