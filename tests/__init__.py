@@ -1,0 +1,1 @@
+"""The test suite: unit (pure, fast), api (Flask client, real Redis and databases), integration (live processes)."""

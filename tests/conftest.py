@@ -1,0 +1,134 @@
+"""Shared fixtures. Redis DB numbers keep the suites apart: 8 API tests, 9 the shared live system,
+10-15 systems a single test builds for itself (kill drills)."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import redis
+
+from app import create_app
+from app.config import Settings
+from tests import support
+from tests.fakes.qingjian import FakeQingjian
+from tests.fakes.tianwang import FakeTianwang
+
+CALLBACK_SECRET = "test-callback-secret"
+
+
+@pytest.fixture(scope="session")
+def redis_base():
+    return support.redis_base_url()
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory):
+    url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'api.db'}"
+    support.reset_database(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    if not support.postgres_available():
+        pytest.skip("PostgreSQL does not answer at " + support.PG_URL)
+    support.reset_database(support.PG_URL)
+    return support.PG_URL
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request):
+    """Each API test runs against SQLite and against the machine's PostgreSQL (when it answers)."""
+    return request.getfixturevalue(f"{request.param}_url")
+
+
+def make_settings(db_url: str, redis_url: str, **overrides) -> Settings:
+    env = support.base_env(db_url, redis_url)
+    return Settings.from_env(env, **overrides)
+
+
+@pytest.fixture
+def app(db_url, redis_base):
+    redis_url = f"{redis_base}/8"
+    support.truncate(db_url)
+    redis.Redis.from_url(redis_url).flushdb()
+    application = create_app(make_settings(db_url, redis_url))
+    application.config["TESTING"] = True
+    return application
+
+
+@pytest.fixture
+def client(app):
+    test_client = app.test_client()
+    test_client.environ_base["HTTP_X_API_KEY"] = support.API_KEY
+    return test_client
+
+
+@pytest.fixture
+def rdb(app):
+    from app import runtime
+
+    return runtime.current().redis
+
+
+def uid(prefix: str = "T") -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+# -- a live system: fakes, worker, beat, listener (shared by the end-to-end tests) ----------------
+
+@pytest.fixture(scope="session")
+def live(tmp_path_factory, redis_base):
+    db = support.PG_URL if support.postgres_available() else \
+        f"sqlite:///{tmp_path_factory.mktemp('live') / 'live.db'}"
+    support.reset_database(db)
+    redis_url = f"{redis_base}/9"
+    redis.Redis.from_url(redis_url).flushdb()
+    qingjian = FakeQingjian().start()
+    tianwang = FakeTianwang(secret=CALLBACK_SECRET).start()
+    system = support.System(db, redis_url, tmp_path_factory.mktemp("logs"), QINGJIAN_WS_URL=qingjian.url,
+                            TIANWANG_CALLBACK_URL=tianwang.url, TIANWANG_CALLBACK_SECRET=CALLBACK_SECRET)
+    system.worker()
+    system.beat()
+    system.listener()
+    assert qingjian.wait_for_client(30), system.dump_logs()
+    app = create_app(Settings.from_env(system.env))
+    client = app.test_client()
+    client.environ_base["HTTP_X_API_KEY"] = support.API_KEY
+    yield LiveSystem(system, qingjian, tianwang, app, client)
+    system.stop()
+    qingjian.stop()
+    tianwang.stop()
+
+
+class LiveSystem:
+    def __init__(self, system, qingjian, tianwang, app, client):
+        self.system, self.qingjian, self.tianwang, self.app, self.client = system, qingjian, tianwang, app, client
+
+    def use(self):
+        """Point this process's runtime (Redis, database) at the live system again."""
+        from app import runtime
+
+        runtime.configure(self.app.config["SETTINGS"])
+        return self
+
+    def post_task(self, **body) -> dict:
+        self.use()
+        answer = self.client.post("/api/task/receive", json=body)
+        assert answer.status_code == 200, answer.get_json()
+        return answer.get_json()["data"]
+
+    def status(self, task_id: str) -> dict:
+        self.use()
+        return self.client.get(f"/api/task/status/{task_id}").get_json()["data"]
+
+    def wait_status(self, task_id: str, *statuses: str, timeout: float = 20) -> dict:
+        def reached():
+            data = self.status(task_id)
+            return data if data["status"] in statuses else None
+
+        try:
+            return support.wait_until(reached, timeout, 0.1, f"{task_id} to become {statuses}")
+        except AssertionError:
+            raise AssertionError(f"{task_id} is {self.status(task_id)['status']}, not {statuses}\n"
+                                 + self.system.dump_logs())

@@ -1,0 +1,31 @@
+"""The spine end to end: intake -> listener -> fire -> send -> callback, all real processes."""
+import pytest
+
+from tests.conftest import uid
+from tests.support import wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def test_customer_reply_sends_the_file_and_calls_back(live):
+    task_id, customer = uid(), uid("c")
+    data = live.post_task(
+        task_id=task_id, type="send_file_after_reply", customer={"id": customer, "name": "小明"},
+        trigger={"type": "specified_customer_reply", "customer_id": customer, "customer_name": "小明",
+                 "keyword": "好的"},
+        action={"type": "send_file", "file_url": "https://example.com/a.zip", "file_name": "a.zip",
+                "message": "这是您要的文件"},
+    )
+    assert data["status"] == "waiting"
+    live.qingjian.say(customer, "好的谢谢", from_name="小明")
+    done = live.wait_status(task_id, "completed")
+    sends = live.qingjian.sent_to(customer)
+    assert [s["action"] for s in sends] == ["send_text", "send_file"]
+    assert sends[0]["data"]["content"] == "这是您要的文件"
+    assert sends[1]["data"]["file_url"] == "https://example.com/a.zip"
+    assert [s["req_id"] for s in sends] == [f"{task_id}:0:0", f"{task_id}:1:0"]
+    assert done["triggered_by"]["customer_id"] == customer
+    wait_until(lambda: live.tianwang.statuses(task_id) == ["running", "completed"]
+               or sorted(live.tianwang.statuses(task_id)) == ["completed", "running"], 15,
+               message="callbacks running and completed")
+    assert live.tianwang.bad_signatures == 0

