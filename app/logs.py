@@ -9,8 +9,9 @@ import sys
 from datetime import datetime, timezone
 
 # Order matters: an 18-character ID number contains 11-digit runs that look like phone numbers.
-_ID_CARD = re.compile(r"(?<!\d)(\d{6})\d{8}(\d{3}[\dXx])(?![\dXx])")
-_PHONE = re.compile(r"(?<!\d)(1[3-9]\d)\d{4}(\d{4})(?!\d)")
+# Digits that are part of a decimal number (a duration, an amount) are not identities.
+_ID_CARD = re.compile(r"(?<![\d.])(\d{6})\d{8}(\d{3}[\dXx])(?![\dXx]|\.\d)")
+_PHONE = re.compile(r"(?<![\d.])(1[3-9]\d)\d{4}(\d{4})(?!\d|\.\d)")
 
 
 def mask(text: str) -> str:
@@ -47,5 +48,8 @@ def setup_logging(process_name: str, level: str | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level or os.environ.get("LOG_LEVEL", "INFO"))
-    for noisy in ("urllib3", "websocket", "kombu", "amqp"):
+    # Celery logs every task received/succeeded at INFO; beat's half-second ticks would drown the
+    # log, so those go to WARNING and our services log what happened to which task instead.
+    for noisy in ("urllib3", "websocket", "kombu", "amqp", "celery.app.trace", "celery.worker.strategy",
+                  "celery.beat"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
