@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 # Order matters: an 18-character ID number contains 11-digit runs that look like phone numbers.
 # Digits that are part of a decimal number (a duration, an amount) are not identities.
 _ID_CARD = re.compile(r"(?<![\d.])(\d{6})\d{8}(\d{3}[\dXx])(?![\dXx]|\.\d)")
-_PHONE = re.compile(r"(?<![\d.])(1[3-9]\d)\d{4}(\d{4})(?!\d|\.\d)")
+_PHONE = re.compile(r"(?<![\d.])((?:\+?86)?1[3-9]\d)\d{4}(\d{4})(?!\d|\.\d)")
 
 
 def mask(text: str) -> str:

@@ -12,7 +12,7 @@ from app.domain.triggers import (
 )
 from app.timeutil import parse_wire_time
 
-TASK_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+TASK_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}\Z")  # \Z: "$" would let a trailing newline in
 ACTION_TYPES = ("send_message", "send_file", "send_link", "transfer_to_designer")
 
 
@@ -22,7 +22,7 @@ def _not_blank(value: str) -> None:
 
 
 def _http_url(value: str) -> None:
-    if not re.match(r"^https?://[^\s/$.?#][^\s]*$", value, re.IGNORECASE):
+    if not re.fullmatch(r"https?://[^\s/$.?#][^\s]*", value, re.IGNORECASE):
         raise ValidationError("must be an http or https URL")
 
 

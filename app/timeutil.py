@@ -20,7 +20,7 @@ def iso(moment: datetime | None, zone: str = "Asia/Shanghai") -> str | None:
     """A stored time as ISO 8601 with the offset of `zone`."""
     if moment is None:
         return None
-    return moment.replace(tzinfo=timezone.utc).astimezone(ZoneInfo(zone)).isoformat(timespec="seconds")
+    return moment.replace(tzinfo=timezone.utc).astimezone(ZoneInfo(zone)).isoformat(timespec="milliseconds")
 
 
 def parse_wire_time(text: str) -> datetime:

@@ -110,6 +110,11 @@ class LiveSystem:
         from app import runtime
 
         runtime.configure(self.app.config["SETTINGS"])
+        # Enqueues from this process (catch-up firing, /api/event, callbacks) use Celery's current
+        # app: the most recently created one unless told otherwise, e.g. an isolated system's.
+        celery_app = self.app.extensions["celery"]
+        celery_app.set_current()
+        celery_app.set_default()
         return self
 
     def post_task(self, **body) -> dict:
@@ -132,3 +137,48 @@ class LiveSystem:
         except AssertionError:
             raise AssertionError(f"{task_id} is {self.status(task_id)['status']}, not {statuses}\n"
                                  + self.system.dump_logs())
+
+
+# -- a system of its own, for drills that kill processes or flush Redis ----------------------------
+
+_isolated_dbs = iter(list(range(10, 16)) * 100)
+
+
+@pytest.fixture
+def isolated(tmp_path, redis_base):
+    """Build a private system: `isolated(workers=1, beats=1, listeners=1, **env)` -> LiveSystem.
+
+    Own SQLite file, own Redis DB (10-15), own fakes; everything is stopped after the test.
+    """
+    built = []
+
+    def build(workers: int = 1, beats: int = 1, listeners: int = 1, **env) -> LiveSystem:
+        db = f"sqlite:///{tmp_path / f'iso{len(built)}.db'}"
+        support.reset_database(db)
+        redis_url = f"{redis_base}/{next(_isolated_dbs)}"
+        redis.Redis.from_url(redis_url).flushdb()
+        qingjian = FakeQingjian().start()
+        tianwang = FakeTianwang(secret=CALLBACK_SECRET).start()
+        env = {"QINGJIAN_WS_URL": qingjian.url, "TIANWANG_CALLBACK_URL": tianwang.url,
+               "TIANWANG_CALLBACK_SECRET": CALLBACK_SECRET, **env}
+        system = support.System(db, redis_url, tmp_path, **env)
+        for i in range(workers):
+            system.worker(f"worker{i}")
+        for i in range(beats):
+            system.beat(f"beat{i}")
+        for i in range(listeners):
+            system.listener(f"listener{i}")
+        if listeners:
+            assert qingjian.wait_for_client(30), system.dump_logs()
+        application = create_app(Settings.from_env(system.env))
+        test_client = application.test_client()
+        test_client.environ_base["HTTP_X_API_KEY"] = support.API_KEY
+        live_system = LiveSystem(system, qingjian, tianwang, application, test_client)
+        built.append(live_system)
+        return live_system
+
+    yield build
+    for live_system in built:
+        live_system.system.stop()
+        live_system.qingjian.stop()
+        live_system.tianwang.stop()

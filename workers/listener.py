@@ -249,12 +249,21 @@ class Listener:
                 entries = self.channel.read(self.consumer, block_ms=500)
             except redis.RedisError as exc:
                 log.warning("cannot read the send stream: %s", exc)
-                time.sleep(1)
+                if "NOGROUP" in str(exc):  # Redis restarted empty: the stream and its group are gone
+                    self._recreate_group()
+                else:
+                    time.sleep(1)
                 continue
             for entry_id, fields in entries:
                 if not self._send_entry(entry_id, fields):
                     broken.set()
                     return
+
+    def _recreate_group(self) -> None:
+        try:
+            self.channel.ensure_group()
+        except redis.RedisError:
+            time.sleep(1)
 
     def _send_entry(self, entry_id: str, fields: dict) -> bool:
         req_id = fields.get("req_id", "")

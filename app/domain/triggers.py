@@ -132,7 +132,7 @@ def matches(spec: dict, event: InboundEvent) -> bool:
     if kind == CUSTOM_EVENT:
         return (
             event.kind == "custom" and event.event == spec["e"]
-            and all(k in event.data and event.data[k] == v for k, v in spec.get("m", {}).items())
+            and all(k in event.data and same_json(event.data[k], v) for k, v in spec.get("m", {}).items())
         )
     if kind not in MESSAGE_TRIGGERS or event.kind == "custom":
         return False
@@ -147,6 +147,19 @@ def matches(spec: dict, event: InboundEvent) -> bool:
     if spec.get("x"):
         return event.text in spec["k"]
     return any(k in event.text for k in spec["k"])
+
+
+def same_json(a, b) -> bool:
+    """JSON equality: unlike Python's ==, true is not 1 and false is not 0."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_json(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b))
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b  # 1 and 1.0 are the same JSON number
+    return type(a) is type(b) and a == b
 
 
 def within_lookback(spec: dict, event: InboundEvent) -> bool:

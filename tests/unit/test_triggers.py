@@ -347,8 +347,6 @@ def test_custom_event_match_on_null_needs_the_key():
     assert not matches(s, custom("e", {}))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: matches() compares custom_event match values with Python ==, "
-                   "so JSON true equals 1 and false equals 0")
 def test_custom_event_match_distinguishes_booleans_from_numbers():
     s = spec({"type": "custom_event", "event": "e", "match": {"paid": True}})
     assert matches(s, custom("e", {"paid": True}))

@@ -1,0 +1,165 @@
+"""Beat's work end to end: time_reach timers, deadlines, reconciliation, and 天网 callbacks."""
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import redis
+from sqlalchemy import select
+
+from app.db import session_scope
+from app.models import CallbackOutbox
+from tests.conftest import uid
+from tests.support import wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def at(seconds_from_now: float) -> str:
+    return (datetime.now(timezone.utc) + timedelta(seconds=seconds_from_now)).isoformat(timespec="milliseconds")
+
+
+def timer_task(task_id, customer, when, **extra):
+    return dict(task_id=task_id, type="greet", customer={"id": customer}, acc_id="shop_001",
+                trigger={"type": "time_reach", "time": when},
+                action={"type": "send_message", "message": f"早上好 {task_id}"}, **extra)
+
+
+def parse(ts: str) -> datetime:
+    return datetime.fromisoformat(ts)
+
+
+@pytest.mark.slow
+def test_time_reach_fires_on_time_and_once_with_two_beats(isolated):
+    live = isolated(workers=1, beats=2)
+    task_id, customer = uid(), uid("c")
+    due = datetime.now(timezone.utc) + timedelta(seconds=4)
+    live.post_task(**timer_task(task_id, customer, due.isoformat()))
+    done = live.wait_status(task_id, "completed", timeout=20)
+    lateness = (parse(done["triggered_at"]) - due).total_seconds()
+    assert -0.01 <= lateness <= 2.0, f"fired {lateness:.2f}s after its time"
+    wait_until(lambda: len(live.tianwang.statuses(task_id)) >= 2, 10, message="callbacks")
+    import time
+
+    time.sleep(2)  # both beats keep sweeping; nothing may fire again
+    assert len(live.qingjian.sent_to(customer)) == 1
+    assert sorted(live.tianwang.statuses(task_id)) == ["completed", "running"]
+
+
+def test_a_thousand_timers_due_in_the_same_second_fire_once_each(live):
+    customer = uid("c")
+    when = at(6)
+    ids = [uid("TM") for _ in range(1000)]
+    for task_id in ids:
+        live.post_task(**timer_task(task_id, customer, when))
+    wait_until(lambda: len(live.qingjian.sent_to(customer)) >= 1000, 120, 0.5, "1,000 timer sends")
+    sends = live.qingjian.sent_to(customer)
+    assert len(sends) == 1000
+    assert sorted(s["req_id"] for s in sends) == sorted(f"{t}:0:0" for t in ids)
+    wait_until(lambda: all(live.status(t)["status"] == "completed" for t in ids[-20:]), 30, 0.5)
+
+
+def test_deadline_turns_a_waiting_task_to_timeout_and_tianwang_hears_it(live):
+    task_id = uid()
+    live.post_task(task_id=task_id, type="t", trigger={"type": "customer_reply", "keyword": uid("kw")},
+                   action={"type": "send_message", "message": "x"}, timeout_hours=0.0005)  # 1.8 s
+    done = live.wait_status(task_id, "timeout", timeout=15)
+    assert "deadline" in done["error_message"]
+    wait_until(lambda: "timeout" in live.tianwang.statuses(task_id), 10, message="timeout callback")
+
+
+def test_cancel_stops_a_timer(live):
+    task_id, customer = uid(), uid("c")
+    live.post_task(**timer_task(task_id, customer, at(2)))
+    answer = live.client.post("/api/task/cancel", json={"task_id": task_id, "reason": "no longer needed"})
+    assert answer.get_json()["data"]["status"] == "cancelled"
+    import time
+
+    time.sleep(3.5)
+    assert live.status(task_id)["status"] == "cancelled"
+    assert live.qingjian.sent_to(customer) == []
+    wait_until(lambda: live.tianwang.statuses(task_id) == ["cancelled"], 10, message="cancel callback")
+
+
+@pytest.mark.slow
+def test_flushdb_then_reconcile_every_waiting_task_fires_as_before(isolated):
+    live = isolated()
+    customers = [uid("c") for _ in range(5)]
+    keyword = uid("kw")
+    bound = [live.post_task(task_id=uid(), type="t", customer={"id": c},
+                            trigger={"type": "customer_reply", "keyword": "好的"},
+                            action={"type": "send_message", "message": "bound"})["task_id"] for c in customers]
+    anyone = live.post_task(task_id=uid(), type="t", trigger={"type": "customer_keyword", "keywords": [keyword]},
+                            action={"type": "send_message", "message": "any"})["task_id"]
+    settings = live.app.config["SETTINGS"]
+    client = redis.Redis.from_url(settings.redis_url)
+    client.flushdb()
+    assert client.hlen("tw:spec") == 0
+    # upkeep (every 5 s) sees the drift and rebuilds the index from SQL
+    wait_until(lambda: client.hlen("tw:spec") == 6, 30, 0.2, "the index rebuilt")
+    for c in customers:
+        live.qingjian.say(c, "好的")
+    live.qingjian.say(uid("someone"), f"我要{keyword}")
+    for task_id in bound + [anyone]:
+        live.wait_status(task_id, "completed", timeout=30)
+    assert len(live.qingjian.sent) == 6
+
+
+def _outbox(live, task_id):
+    live.use()
+    with session_scope() as session:
+        return session.scalars(select(CallbackOutbox).where(CallbackOutbox.task_id == task_id)
+                               .order_by(CallbackOutbox.created_at)).all()
+
+
+def _fire_one(live):
+    task_id, customer = uid(), uid("c")
+    live.post_task(task_id=task_id, type="t", customer={"id": customer},
+                   trigger={"type": "customer_reply", "keyword": "好"}, action={"type": "send_message", "message": "m"})
+    live.qingjian.say(customer, "好")
+    live.wait_status(task_id, "completed")
+    return task_id
+
+
+@pytest.mark.slow
+def test_tianwang_down_then_up_every_callback_arrives_once_after_dedupe(isolated):
+    live = isolated()
+    live.tianwang.down()
+    ids = [_fire_one(live) for _ in range(5)]
+    import time
+
+    time.sleep(3)  # a few failed attempts
+    assert live.tianwang.events == {} or all(t not in str(live.tianwang.events) for t in ids)
+    live.tianwang.up()
+    wait_until(lambda: all(sorted(live.tianwang.statuses(t)) == ["completed", "running"] for t in ids), 60, 0.5,
+               "every callback after 天网 came back")
+    rows = [row for t in ids for row in _outbox(live, t)]
+    assert {row.state for row in rows} == {"delivered"}
+    assert any(row.attempts > 1 for row in rows)
+    assert len(live.tianwang.events) == len(rows) == 10  # one per event id after the receiver's dedupe
+    assert live.tianwang.bad_signatures == 0
+
+
+def test_500_is_retried_and_400_is_recorded_not_retried(live):
+    live.tianwang.answer_with(500, times=2)
+    retried = _fire_one(live)
+    wait_until(lambda: sorted(live.tianwang.statuses(retried)) == ["completed", "running"], 30, 0.2, "retried callbacks")
+    assert max(row.attempts for row in _outbox(live, retried)) >= 2
+
+    live.tianwang.answer_with(400, times=2)
+    rejected = _fire_one(live)
+    wait_until(lambda: all(row.state != "pending" for row in _outbox(live, rejected)), 20, 0.2, "settled")
+    rows = _outbox(live, rejected)
+    assert [row.state for row in rows] == ["failed", "failed"]
+    assert all(row.attempts == 1 and "400" in row.last_error for row in rows)
+    events = live.client.get(f"/api/task/{rejected}/events").get_json()["data"]["events"]
+    assert [e["detail"]["outcome"] for e in events if e["kind"] == "callback"] == ["failed", "failed"]
+    live.tianwang.reset_controls()
+
+
+@pytest.mark.slow
+def test_a_wrong_secret_fails_the_signature_check(isolated):
+    live = isolated(TIANWANG_CALLBACK_SECRET="not-the-receivers-secret")
+    task_id = _fire_one(live)
+    wait_until(lambda: live.tianwang.bad_signatures >= 2, 20, 0.2, "rejected signatures")
+    assert task_id not in str(live.tianwang.events)
+    rows = _outbox(live, task_id)
+    assert all(row.state == "failed" and "401" in row.last_error for row in rows)
