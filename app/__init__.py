@@ -18,6 +18,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app.api import system, tasks
     from app.api.guard import init_guard
     from app.extensions import api, celery_init_app
+    from app.metrics import metrics_view
 
     settings = settings or Settings.from_env()
     settings.check()
@@ -46,4 +47,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     docs = get_swaggerui_blueprint("/api/docs", "/api/openapi.json", config={"app_name": "天网 task bridge"})
     app.register_blueprint(docs)
     app.add_url_rule("/api/docs", endpoint="docs_root", view_func=app.view_functions["swagger_ui.show"])
+    app.add_url_rule("/metrics", endpoint="metrics", view_func=metrics_view)
     return app

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from dotenv import load_dotenv
 
+from celeryconfig import QUEUE_ORDER
+
 ROOT = Path(__file__).resolve().parents[1]
 VAR = ROOT / "var"
 BIN = Path(sys.executable).parent
@@ -86,8 +88,8 @@ def procfile(env: dict, fakes: list[tuple[str, str]]) -> str:
     port = env.get("PORT", "8000")
     lines = [
         ("web", f"{shlex.quote(str(BIN / 'gunicorn'))} wsgi:app --bind 127.0.0.1:{port} --workers 2 --threads 4"),
-        ("worker", f"{celery} -A workers worker -Q actions.urgent,actions.high,actions.normal,actions.low,"
-                   f"match,callbacks,maintenance --concurrency 2 --without-gossip --without-mingle -E -l INFO"),
+        ("worker", f"{celery} -A workers worker -Q {','.join(QUEUE_ORDER)} --concurrency 2 --without-gossip "
+                   f"--without-mingle -E -l INFO"),
         ("beat", f"{celery} -A workers beat --schedule {shlex.quote(str(VAR / 'celerybeat-schedule'))} -l INFO"),
         ("listener", f"{py} -m workers.listener"),
         ("flower", f"{py} -m workers.flower"),

@@ -15,6 +15,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, text
 
+from celeryconfig import QUEUE_ORDER
+
 ROOT = Path(__file__).resolve().parents[1]
 PG_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 API_KEY = "test-key-1"
@@ -166,7 +168,7 @@ class Proc:
 class System:
     """Workers, beat and listener as real processes against one database and one Redis."""
 
-    QUEUES = "actions.urgent,actions.high,actions.normal,actions.low,match,callbacks,maintenance"
+    QUEUES = ",".join(QUEUE_ORDER)
 
     def __init__(self, db_url: str, redis_url: str, log_dir: Path, **env):
         self.env = base_env(db_url, redis_url, **env)

@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from sqlalchemy import or_
 
-from app import runtime, state_machine
+from app import runtime, state_machine, stats
 from app.clients.qingjian import SendChannel, send_frame
 from app.db import session_scope
 from app.domain import actions as plan
@@ -162,6 +162,9 @@ def _finish(task: Task, owner: str, *, result: dict | None = None, failed_with: 
             session, task.task_id, target, result=result, error=failed_with, where=_lease_held(owner),
             callbacks_enabled=bool(rt.settings.callback_url), zone=rt.settings.app_timezone,
         )
+    received_at = (task.triggered_by or {}).get("received_at")
+    if moved.won and target == states.COMPLETED and received_at:
+        stats.observe_latency(time.time() - float(received_at))
     return Outcome(done=True, status=target if moved.won else moved.previous)
 
 

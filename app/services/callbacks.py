@@ -9,7 +9,7 @@ from datetime import timedelta
 import requests
 from sqlalchemy import select, update
 
-from app import runtime, state_machine
+from app import runtime, state_machine, stats
 from app.clients import tianwang
 from app.db import session_scope
 from app.models import CallbackOutbox
@@ -52,10 +52,12 @@ def deliver(event_id: str) -> Delivery:
     try:
         tianwang.post(_http, settings.callback_url, row.event_id, row.body, settings.callback_secret)
     except tianwang.CallbackRejected as exc:
+        stats.incr("callbacks", "rejected")
         log.warning("callback %s for task %s rejected: %s", event_id, row.task_id, exc,
                     extra={"task_id": row.task_id, "event": "callback_rejected"})
         return _settle(row, "failed", str(exc), now)
     except tianwang.CallbackRetryable as exc:
+        stats.incr("callbacks", "retryable")
         if now - row.created_at >= timedelta(hours=settings.callback_max_age_hours):
             log.error("callback %s for task %s given up after %d attempts: %s", event_id, row.task_id,
                       row.attempts, exc, extra={"task_id": row.task_id, "event": "callback_expired"})

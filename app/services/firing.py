@@ -29,7 +29,8 @@ def process_event(event: InboundEvent) -> list[str]:
 
 def triggered_by(event: InboundEvent) -> dict:
     return {"kind": event.kind, "msg_id": event.msg_id, "customer_id": event.from_id,
-            "customer_name": event.from_name, "acc_id": event.acc_id, "event": event.event}
+            "customer_name": event.from_name, "acc_id": event.acc_id, "event": event.event,
+            "received_at": event.received_at}
 
 
 def claim(task_id: str, event: InboundEvent | None) -> bool:

@@ -1,0 +1,122 @@
+"""`/metrics` in Prometheus text format, computed at scrape time from SQL and Redis.
+
+Reading the shared stores (not per-process memory) keeps the figures right however many gunicorn
+workers, Celery processes and hosts there are.
+"""
+from __future__ import annotations
+
+from flask import Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from sqlalchemy import func, inspect, select, text
+
+from app import heartbeat, runtime, stats
+from app.db import engine, session_scope
+from app.domain import states
+from app.models import CallbackOutbox, Task
+from app.timeutil import utcnow
+
+LISTENER_COUNTERS = ("received", "duplicates", "malformed", "unknown", "reconnects", "sends")
+SEND_RESULTS = {"send_ok": "ok", "send_failed": "refused", "send_timeouts": "no_answer"}
+
+
+class BridgeCollector:
+    def collect(self):
+        yield from self._tasks()
+        yield from self._latency()
+        yield from self._queues()
+        yield from self._listener()
+        yield from self._callbacks()
+        yield from self._dispatches()
+
+    def _tasks(self):
+        with session_scope() as session:
+            counts = dict(session.execute(select(Task.status, func.count()).group_by(Task.status)).all())
+        received = CounterMetricFamily("tianwang_tasks_received", "Tasks received from 天网")
+        received.add_metric([], sum(counts.values()))
+        yield received
+        by_status = GaugeMetricFamily("tianwang_tasks", "Tasks by status", labels=["status"])
+        for status in states.STATUSES:
+            by_status.add_metric([status], counts.get(status, 0))
+        yield by_status
+
+    def _latency(self):
+        raw = stats.read("firing_latency")
+        buckets, running = [], 0.0
+        for bound in stats.LATENCY_BUCKETS:
+            running += raw.get(str(bound), 0.0)
+            buckets.append((str(bound), running))
+        running += raw.get("+Inf", 0.0)
+        buckets.append(("+Inf", running))
+        yield HistogramMetricFamily("tianwang_firing_latency_seconds",
+                                    "From a customer message arriving to its task's action done",
+                                    buckets=buckets, sum_value=raw.get("sum", 0.0))
+
+    def _queues(self):
+        from celeryconfig import QUEUE_ORDER
+
+        client = runtime.current().redis
+        depth = GaugeMetricFamily("tianwang_queue_depth", "Messages waiting in each Celery queue", labels=["queue"])
+        pipe = client.pipeline(transaction=False)
+        for queue in QUEUE_ORDER:
+            pipe.llen(queue)
+        for queue, length in zip(QUEUE_ORDER, pipe.execute()):
+            depth.add_metric([queue], length)
+        yield depth
+
+    def _listener(self):
+        raw = stats.read("listener")
+        connected = GaugeMetricFamily("tianwang_listener_connected", "1 while the active listener holds the 轻简 socket")
+        rt = runtime.current()
+        alive = heartbeat.age(rt.redis, rt.settings.redis_prefix, "listener") is not None
+        connected.add_metric([], raw.get("connected", 0.0) if alive else 0.0)  # a killed listener can't say 0
+        yield connected
+        events = CounterMetricFamily("tianwang_listener_events", "Listener events by kind", labels=["kind"])
+        for kind in LISTENER_COUNTERS:
+            events.add_metric([kind], raw.get(kind, 0.0))
+        yield events
+        sends = CounterMetricFamily("tianwang_send_results", "轻简 send results", labels=["result"])
+        for field, result in SEND_RESULTS.items():
+            sends.add_metric([result], raw.get(field, 0.0))
+        yield sends
+
+    def _callbacks(self):
+        with session_scope() as session:
+            by_state = dict(session.execute(
+                select(CallbackOutbox.state, func.count()).group_by(CallbackOutbox.state)).all())
+            attempts = session.scalar(select(func.coalesce(func.sum(CallbackOutbox.attempts), 0)))
+            oldest = session.scalar(select(func.min(CallbackOutbox.created_at)).where(CallbackOutbox.state == "pending"))
+        rows = GaugeMetricFamily("tianwang_callbacks", "Callback outbox rows by state", labels=["state"])
+        for state in ("pending", "delivered", "failed", "unsent"):
+            rows.add_metric([state], by_state.get(state, 0))
+        yield rows
+        total = CounterMetricFamily("tianwang_callback_attempts", "Callback delivery attempts")
+        total.add_metric([], attempts or 0)
+        yield total
+        failures = CounterMetricFamily("tianwang_callback_failures", "Failed callback attempts", labels=["kind"])
+        raw = stats.read("callbacks")
+        for kind in ("retryable", "rejected"):
+            failures.add_metric([kind], raw.get(kind, 0.0))
+        yield failures
+        age = GaugeMetricFamily("tianwang_callback_oldest_undelivered_age_seconds",
+                                "Age of the oldest callback not yet delivered (0 when none)")
+        age.add_metric([], (utcnow() - oldest).total_seconds() if oldest else 0.0)
+        yield age
+
+    def _dispatches(self):
+        if "dispatches" not in inspect(engine()).get_table_names():
+            return
+        with engine().connect() as conn:
+            counts = dict(conn.execute(text("SELECT status, COUNT(*) FROM dispatches GROUP BY status")).all())
+        outcomes = GaugeMetricFamily("tianwang_dispatches", "Dispatches to designers by status", labels=["status"])
+        for status, count in sorted(counts.items()):
+            outcomes.add_metric([status], count)
+        yield outcomes
+
+
+_registry = CollectorRegistry(auto_describe=False)
+_registry.register(BridgeCollector())
+
+
+def metrics_view() -> Response:
+    return Response(generate_latest(_registry), mimetype=CONTENT_TYPE_LATEST)
