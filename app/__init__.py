@@ -15,7 +15,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from flask_swagger_ui import get_swaggerui_blueprint
 
     from app import queueing, runtime, state_machine
-    from app.api import system, tasks
+    from app.api import dispatch, system, tasks
     from app.api.guard import init_guard
     from app.extensions import api, celery_init_app
     from app.metrics import metrics_view
@@ -44,7 +44,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     api.init_app(app)
     api.register_blueprint(tasks.blp)
     api.register_blueprint(system.blp)
-    docs = get_swaggerui_blueprint("/api/docs", "/api/openapi.json", config={"app_name": "天网 task bridge"})
+    api.register_blueprint(dispatch.blp)
+    docs = get_swaggerui_blueprint("/api/docs", "/api/openapi.json", config={"app_name": "天网 task bridge",
+                                                                                  "validatorUrl": None})
     app.register_blueprint(docs)
     app.add_url_rule("/api/docs", endpoint="docs_root", view_func=app.view_functions["swagger_ui.show"])
     app.add_url_rule("/metrics", endpoint="metrics", view_func=metrics_view)

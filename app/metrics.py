@@ -75,6 +75,9 @@ class BridgeCollector:
         for kind in LISTENER_COUNTERS:
             events.add_metric([kind], raw.get(kind, 0.0))
         yield events
+        matched = CounterMetricFamily("tianwang_events_matched", "Inbound events run through matching")
+        matched.add_metric([], stats.read("match").get("events", 0.0))
+        yield matched
         sends = CounterMetricFamily("tianwang_send_results", "轻简 send results", labels=["result"])
         for field, result in SEND_RESULTS.items():
             sends.add_metric([result], raw.get(field, 0.0))

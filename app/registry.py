@@ -62,6 +62,16 @@ class Registry:
         pipe.hdel(self.spec_key, task_id)
         pipe.execute()
 
+    def unregister_many(self, task_ids: list[str]) -> None:
+        if not task_ids:
+            return
+        pipe = self.r.pipeline(transaction=True)
+        for task_id, raw in zip(task_ids, self.r.hmget(self.spec_key, task_ids)):
+            for kind, value in index_keys(json.loads(raw)) if raw else ():
+                pipe.srem(self._key(kind, value), task_id)
+        pipe.hdel(self.spec_key, *task_ids)
+        pipe.execute()
+
     def clear(self) -> None:
         """Drop the whole index (reconcile's full rebuild starts here)."""
         for pattern in (f"{self.p}ix:*", self.spec_key):

@@ -12,13 +12,26 @@ from app.config import Settings
 from tests import support
 from tests.fakes.qingjian import FakeQingjian
 from tests.fakes.tianwang import FakeTianwang
+from tests.fakes.tuhui import FakeTuhui
+from tests.fakes.wecom import FakeWecom
 
 CALLBACK_SECRET = "test-callback-secret"
+TUHUI_API_KEY = "test-tuhui-key-7f3a9c"
+DESIGNERS = ["橘子", "婷婷"]
 
 
 @pytest.fixture(scope="session")
 def redis_base():
-    return support.redis_base_url()
+    """A redis-server of this session's own (TEST_REDIS_URL overrides)."""
+    import os
+
+    if os.environ.get("TEST_REDIS_URL"):
+        yield os.environ["TEST_REDIS_URL"].rstrip("/")
+        return
+    proc, url = support.start_embedded_redis()
+    yield url
+    proc.terminate()
+    proc.wait(10)
 
 
 @pytest.fixture(scope="session")
@@ -30,16 +43,19 @@ def sqlite_url(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def postgres_url():
+    """A PostgreSQL database of this session's own on the machine's server (skipped if none answers)."""
     if not support.postgres_available():
         pytest.skip("PostgreSQL does not answer at " + support.PG_URL)
-    support.reset_database(support.PG_URL)
-    return support.PG_URL
+    url = support.create_private_database()
+    support.migrate(url)
+    yield url
+    support.drop_database(url)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request):
     """Each API test runs against SQLite and against the machine's PostgreSQL (when it answers)."""
-    return request.getfixturevalue(f"{request.param}_url")
+    return request.getfixturevalue({"sqlite": "sqlite_url", "postgresql": "postgres_url"}[request.param])
 
 
 def make_settings(db_url: str, redis_url: str, **overrides) -> Settings:
@@ -78,16 +94,22 @@ def uid(prefix: str = "T") -> str:
 # -- a live system: fakes, worker, beat, listener (shared by the end-to-end tests) ----------------
 
 @pytest.fixture(scope="session")
-def live(tmp_path_factory, redis_base):
-    db = support.PG_URL if support.postgres_available() else \
-        f"sqlite:///{tmp_path_factory.mktemp('live') / 'live.db'}"
-    support.reset_database(db)
+def live(tmp_path_factory, redis_base, request):
+    if support.postgres_available():
+        db = request.getfixturevalue("postgres_url")
+    else:
+        db = f"sqlite:///{tmp_path_factory.mktemp('live') / 'live.db'}"
+        support.reset_database(db)
     redis_url = f"{redis_base}/9"
     redis.Redis.from_url(redis_url).flushdb()
     qingjian = FakeQingjian().start()
     tianwang = FakeTianwang(secret=CALLBACK_SECRET).start()
+    tuhui = FakeTuhui(api_key=TUHUI_API_KEY, designers=DESIGNERS).start()
+    wecom = FakeWecom().start()
     system = support.System(db, redis_url, tmp_path_factory.mktemp("logs"), QINGJIAN_WS_URL=qingjian.url,
-                            TIANWANG_CALLBACK_URL=tianwang.url, TIANWANG_CALLBACK_SECRET=CALLBACK_SECRET)
+                            TIANWANG_CALLBACK_URL=tianwang.url, TIANWANG_CALLBACK_SECRET=CALLBACK_SECRET,
+                            TUHUI_BASE_URL=tuhui.url, TUHUI_API_KEY=TUHUI_API_KEY, WECOM_WEBHOOK_URL=wecom.url,
+                            TUHUI_TIMEOUT="2", DISPATCH_WAIT_RETRY_SECONDS="1")
     system.worker()
     system.beat()
     system.listener()
@@ -95,15 +117,18 @@ def live(tmp_path_factory, redis_base):
     app = create_app(Settings.from_env(system.env))
     client = app.test_client()
     client.environ_base["HTTP_X_API_KEY"] = support.API_KEY
-    yield LiveSystem(system, qingjian, tianwang, app, client)
+    yield LiveSystem(system, qingjian, tianwang, app, client, tuhui=tuhui, wecom=wecom)
     system.stop()
     qingjian.stop()
     tianwang.stop()
+    tuhui.stop()
+    wecom.stop()
 
 
 class LiveSystem:
-    def __init__(self, system, qingjian, tianwang, app, client):
+    def __init__(self, system, qingjian, tianwang, app, client, tuhui=None, wecom=None):
         self.system, self.qingjian, self.tianwang, self.app, self.client = system, qingjian, tianwang, app, client
+        self.tuhui, self.wecom = tuhui, wecom  # FakeTuhui and FakeWecom, where the system has them
 
     def use(self):
         """Point this process's runtime (Redis, database) at the live system again."""

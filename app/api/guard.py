@@ -44,7 +44,11 @@ def init_guard(app: Flask, settings) -> None:
 
 
 def _check_json_object():
-    raw = request.get_data(cache=True)  # raises 413 past MAX_CONTENT_LENGTH
+    raw = request.get_data(cache=True)  # raises 413 past MAX_CONTENT_LENGTH when Content-Length says so
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is None and len(raw) >= limit:
+        # A chunked body has no Content-Length: werkzeug stops reading at the limit instead.
+        return envelope(413, "request body over 1 MiB")
     try:
         body = json.loads(raw) if raw else None
     except (ValueError, UnicodeDecodeError):

@@ -6,15 +6,18 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from app import queueing, runtime, state_machine
+from app import queueing, runtime, state_machine, stats
 from app.db import session_scope
 from app.domain import states
-from app.domain.triggers import MESSAGE_TRIGGERS, InboundEvent, firing_order, matches, within_lookback
+from app.domain.triggers import (
+    MESSAGE_TRIGGERS, PRIORITY_RANK, InboundEvent, firing_order, matches, within_lookback,
+)
 from app.models import Task
 from app.services import registration
 from app.timeutil import utcnow
 
 log = logging.getLogger(__name__)
+PRIORITY_NAMES = {rank: name for name, rank in PRIORITY_RANK.items()}
 
 
 def process_event(event: InboundEvent) -> list[str]:
@@ -24,7 +27,13 @@ def process_event(event: InboundEvent) -> list[str]:
         spec for spec in firing_order(specs)
         if matches(spec, event) and (spec["t"] not in MESSAGE_TRIGGERS or within_lookback(spec, event))
     ]
-    return [spec["id"] for spec in hits if claim(spec["id"], event)]
+    won = [spec for spec in hits if claim(spec["id"], event, enqueue=False)]
+    # One after another, in firing order (CONTRACTS.md §1: "they run in priority order"): as separate
+    # actions they would race on the worker pool. A link lost on the way is re-driven by beat when its
+    # claim's lease lapses, so one slow action never holds the others back for longer than a lease.
+    queueing.enqueue_actions([(spec["id"], PRIORITY_NAMES.get(spec["p"], "normal")) for spec in won])
+    stats.incr("match", "events")
+    return [spec["id"] for spec in won]
 
 
 def triggered_by(event: InboundEvent) -> dict:
@@ -33,8 +42,9 @@ def triggered_by(event: InboundEvent) -> dict:
             "received_at": event.received_at}
 
 
-def claim(task_id: str, event: InboundEvent | None) -> bool:
-    """waiting -> running for whoever gets there first; the winner enqueues the action.
+def claim(task_id: str, event: InboundEvent | None, enqueue: bool = True) -> bool:
+    """waiting -> running for whoever gets there first; the winner enqueues the action (unless the
+    caller enqueues it itself, `enqueue=False`).
 
     The claim carries a lease: if the action is never run (the winner died before enqueueing, or the
     worker died mid-action), beat sees the lapsed lease and enqueues it again.
@@ -56,5 +66,6 @@ def claim(task_id: str, event: InboundEvent | None) -> bool:
         return False
     log.info("task %s fired by %s", task_id, by.get("msg_id") or by["kind"],
              extra={"task_id": task_id, "event": "fired"})
-    queueing.enqueue_action(task_id, priority)
+    if enqueue:
+        queueing.enqueue_action(task_id, priority)
     return True

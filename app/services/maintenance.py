@@ -9,9 +9,9 @@ from sqlalchemy import select
 from app import queueing, runtime, state_machine
 from app.db import session_scope
 from app.domain import states
-from app.domain.triggers import TIME_REACH
+from app.domain.triggers import PRIORITY_RANK, TIME_REACH
 from app.models import Task
-from app.services import callbacks, firing, registration
+from app.services import callbacks, registration
 from app.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -19,39 +19,44 @@ BATCH = 1000
 
 
 def fire_due_timers(limit: int = BATCH) -> int:
-    """Claim every waiting time_reach task whose time has come (urgent first, then the earliest)."""
+    """Claim every waiting time_reach task whose time has come, in one CAS, and enqueue the winners
+    (urgent first, then the earliest)."""
+    rt = runtime.current()
     now = utcnow()
     with session_scope() as session:
         due = session.execute(
             select(Task.task_id, Task.priority).where(
                 Task.status == states.WAITING, Task.trigger_type == TIME_REACH, Task.due_at <= now)
             .order_by(Task.due_at).limit(limit)).all()
-    rank = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
-    fired = 0
-    for task_id, _ in sorted(due, key=lambda row: rank.get(row[1], 2)):
-        fired += firing.claim(task_id, None)
-    return fired
+        if not due:
+            return 0
+        won = set(state_machine.move_many(
+            session, [task_id for task_id, _ in due], states.WAITING, states.RUNNING,
+            values={"triggered_at": now, "triggered_by": {"kind": "time"}, "lease_owner": None,
+                    "lease_expires_at": now + timedelta(seconds=rt.settings.action_lease_seconds)},
+            detail={"triggered_by": {"kind": "time"}},
+            callbacks_enabled=bool(rt.settings.callback_url), zone=rt.settings.app_timezone, now=now))
+    registration.forget_many(won)
+    winners = [row for row in due if row[0] in won]
+    for task_id, priority in sorted(winners, key=lambda row: PRIORITY_RANK.get(row[1], 2)):
+        queueing.enqueue_action(task_id, priority)
+    return len(winners)
 
 
 def expire_deadlines(limit: int = BATCH) -> int:
     """pending/waiting tasks past their deadline become `timeout` (running ones finish their attempt)."""
     rt = runtime.current()
     now = utcnow()
-    with session_scope() as session:
-        late = session.scalars(
-            select(Task.task_id).where(Task.status.in_((states.PENDING, states.WAITING)), Task.expires_at <= now)
-            .limit(limit)).all()
-    expired = 0
-    for task_id in late:
+    expired: list[str] = []
+    for source in (states.PENDING, states.WAITING):
         with session_scope() as session:
-            moved = state_machine.move(
-                session, task_id, states.TIMEOUT, only_from={states.PENDING, states.WAITING},
-                error="deadline passed before the trigger fired",
-                callbacks_enabled=bool(rt.settings.callback_url), zone=rt.settings.app_timezone)
-        if moved.won:
-            registration.forget(task_id)
-            expired += 1
-    return expired
+            late = list(session.scalars(
+                select(Task.task_id).where(Task.status == source, Task.expires_at <= now).limit(limit)))
+            expired += state_machine.move_many(
+                session, late, source, states.TIMEOUT, error="deadline passed before the trigger fired",
+                callbacks_enabled=bool(rt.settings.callback_url), zone=rt.settings.app_timezone, now=now)
+    registration.forget_many(expired)
+    return len(expired)
 
 
 def redrive_lapsed_leases(limit: int = BATCH) -> int:

@@ -81,6 +81,13 @@ def forget(task_id: str) -> None:
         log.warning("could not unregister %s; the reconciler will", task_id, extra={"task_id": task_id})
 
 
+def forget_many(task_ids) -> None:
+    try:
+        runtime.current().registry.unregister_many(list(task_ids))
+    except redis.RedisError:
+        log.warning("could not unregister %d tasks; the reconciler will", len(task_ids))
+
+
 def reconcile(batch: int = 1000, full: bool = False) -> dict:
     """Make the index match SQL: register every pending/waiting task, drop everything else.
 

@@ -11,9 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.api.helpers import (
-    assert_envelope, assert_nothing_written, counts, reply_body, task_body, tw_keys,
-)
+from tests.api.helpers import assert_envelope, assert_nothing_written, counts, task_body
 from tests.conftest import uid
 from tests.support import API_KEY
 
@@ -76,6 +74,7 @@ INVALID_FIELDS = [
     ("task_id-number", top(task_id=12345), "task_id"),
     ("task_id-non-ascii", top(task_id="任务1"), "task_id"),
     ("type-missing", without("type"), "type"),
+    ("type-empty", top(type=""), "type"),
     ("type-65-chars", top(type="t" * 65), "type"),
     ("trigger-missing", without("trigger"), "trigger"),
     ("trigger-not-object", top(trigger="customer_reply"), "trigger"),
@@ -121,6 +120,8 @@ INVALID_FIELDS = [
     ("max_retry-string", top(max_retry="3"), "max_retry"),
     ("max_retry-fraction", top(max_retry=2.5), "max_retry"),
     ("priority-asap", top(priority="asap"), "priority"),
+    ("priority-uppercase", top(priority="HIGH"), "priority"),
+    ("priority-null", top(priority=None), "priority"),
     ("action-missing", without("action"), "action"),
     ("action-type-unknown", act(type="send_email", message="hi"), "action.type"),
     ("send_file-without-file_url", act(type="send_file", file_name="a.zip"), "action.file_url"),
@@ -131,6 +132,36 @@ INVALID_FIELDS = [
     ("send_link-without-link_url", act(type="send_link", title="t"), "action.link_url"),
     ("customer-not-object", top(customer="customer_123"), "customer"),
 ]
+
+
+def test_task_id_with_trailing_newline_is_422(client, rdb):
+    """A regex ending in "$" lets "TASK_1\\n" through; the contract allows only A-Z a-z 0-9 _ . : -."""
+    answer = assert_envelope(client.post("/api/task/receive", json=task_body("TASK_1\n")), 422, errors=True)
+    assert "task_id" in answer["errors"]
+    assert_nothing_written(rdb)
+
+
+def test_time_reach_without_any_acc_id_is_422(db_url, redis_base, rdb):
+    """No acc_id in the task and no QINGJIAN_DEFAULT_ACC_ID configured: a time_reach task cannot send."""
+    from app import create_app
+    from tests.conftest import make_settings
+
+    bare = create_app(make_settings(db_url, f"{redis_base}/8", qingjian_default_acc_id=None))
+    body = _drop_key(task_body(uid(), trigger={
+        "type": "time_reach", "time": (datetime.now(SHANGHAI) + timedelta(hours=1)).isoformat()}), "acc_id")
+    response = bare.test_client().post("/api/task/receive", json=body, headers={"X-API-Key": API_KEY})
+    answer = assert_envelope(response, 422, errors=True)
+    assert "acc_id" in answer["errors"], answer
+    assert_nothing_written(rdb)
+    # With an acc_id in the task it is accepted by the same app.
+    body["acc_id"] = "shop_009"
+    response = bare.test_client().post("/api/task/receive", json=body, headers={"X-API-Key": API_KEY})
+    assert_envelope(response, 200)
+
+
+def _drop_key(body, key):
+    body.pop(key, None)
+    return body
 
 
 def _drop_customer(body):
@@ -217,7 +248,7 @@ def test_body_of_almost_1_mib_is_accepted(client, rdb):
     pytest.param({"X-API-Key": "wrong-key"}, id="wrong-key"),
     pytest.param({"X-API-Key": API_KEY + "x"}, id="key-with-suffix"),
     pytest.param({"X-API-Key": API_KEY[:-1]}, id="key-prefix"),
-    pytest.param({"Authorization": f"Bearer wrong-key"}, id="wrong-bearer"),
+    pytest.param({"Authorization": "Bearer wrong-key"}, id="wrong-bearer"),
     pytest.param({"Authorization": API_KEY}, id="authorization-without-bearer"),
     pytest.param({"Authorization": f"Basic {API_KEY}"}, id="basic-scheme"),
 ])
