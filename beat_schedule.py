@@ -6,4 +6,7 @@ BEAT_SCHEDULE = {
                          "options": {"queue": "maintenance", "expires": 5}},
     "maintenance.upkeep": {"task": "maintenance.upkeep", "schedule": timedelta(seconds=5),
                            "options": {"queue": "maintenance", "expires": 30}},
+    # Dispatches due again: a designer re-check (every DISPATCH_WAIT_RETRY_SECONDS), a lapsed lease.
+    "dispatch.sweep": {"task": "dispatch.sweep", "schedule": timedelta(seconds=10),
+                       "options": {"queue": "maintenance", "expires": 30}},
 }

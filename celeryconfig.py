@@ -3,18 +3,20 @@ from kombu import Queue
 
 from beat_schedule import BEAT_SCHEDULE
 
-# Queues in the order a worker should drain them: actions by priority, then matching, callbacks, upkeep.
+# Queues in the order a worker should drain them: actions by priority, then matching, callbacks,
+# dispatches to designers, upkeep.
 QUEUE_ORDER = ("actions.urgent", "actions.high", "actions.normal", "actions.low", "match", "callbacks",
-               "maintenance")
+               "dispatch", "maintenance")
 
 task_queues = [Queue(name) for name in QUEUE_ORDER]
 task_default_queue = "maintenance"
 include = ["workers.tasks.messages", "workers.tasks.actions", "workers.tasks.callbacks",
-           "workers.tasks.maintenance"]
+           "workers.tasks.maintenance", "workers.tasks.dispatch"]
 task_routes = {
     "messages.*": {"queue": "match"},
     "tasks.*": {"queue": "actions.normal"},
     "callbacks.*": {"queue": "callbacks"},
+    "dispatch.*": {"queue": "dispatch"},
     "maintenance.*": {"queue": "maintenance"},
 }
 # DESIGN.md rule 3: redelivered if a worker dies mid-task, one message at a time per process.

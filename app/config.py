@@ -10,6 +10,8 @@ VAR_DIR = PROJECT_ROOT / "var"
 
 DEFAULT_PAYMENT_KEYWORDS = ("已付款", "已支付", "拍下了", "付过了")
 DEFAULT_ORDER_KEYWORDS = ("已下单", "下单了", "拍了")
+DEFAULT_DISPATCH_REPLY_TEXT = "好的，已帮您安排设计师处理，请稍候"
+DEFAULT_DISPATCH_OFFLINE_TEXT = "设计师暂时不在线，稍后为您安排"
 
 
 def _list(value: str | None) -> tuple[str, ...]:
@@ -41,6 +43,12 @@ class Settings:
     wecom_webhook_url: str | None = field(default=None, repr=False)
     dispatch_sticky_hours: float = 72.0
     dispatch_max_wait_minutes: float = 120.0
+    # What the customer is told when a designer takes over, and when none is online yet.
+    dispatch_reply_text: str = DEFAULT_DISPATCH_REPLY_TEXT
+    dispatch_offline_text: str = DEFAULT_DISPATCH_OFFLINE_TEXT
+    # How often a dispatch waiting for a designer checks again, and 图绘's request timeout.
+    dispatch_wait_retry_seconds: float = 60.0
+    tuhui_timeout: float = 10.0
     payment_keywords: tuple[str, ...] = DEFAULT_PAYMENT_KEYWORDS
     order_keywords: tuple[str, ...] = DEFAULT_ORDER_KEYWORDS
     # How long a worker's claim on a running task lasts before beat re-drives it.
@@ -70,6 +78,10 @@ class Settings:
             wecom_webhook_url=env.get("WECOM_WEBHOOK_URL") or None,
             dispatch_sticky_hours=_float(env, "DISPATCH_STICKY_HOURS", 72.0),
             dispatch_max_wait_minutes=_float(env, "DISPATCH_MAX_WAIT_MINUTES", 120.0),
+            dispatch_reply_text=env.get("DISPATCH_REPLY_TEXT") or DEFAULT_DISPATCH_REPLY_TEXT,
+            dispatch_offline_text=env.get("DISPATCH_OFFLINE_TEXT") or DEFAULT_DISPATCH_OFFLINE_TEXT,
+            dispatch_wait_retry_seconds=_float(env, "DISPATCH_WAIT_RETRY_SECONDS", 60.0),
+            tuhui_timeout=_float(env, "TUHUI_TIMEOUT", 10.0),
             action_lease_seconds=_float(env, "ACTION_LEASE_SECONDS", 30.0),
             redis_prefix=env.get("REDIS_PREFIX") or "tw:",
         )

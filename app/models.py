@@ -1,4 +1,4 @@
-"""SQL tables: tasks, their history, and the callback outbox. SQL is the truth; Redis is rebuilt from it.
+"""SQL tables: tasks, their history, the callback outbox, dispatches. SQL is the truth; Redis is rebuilt from it.
 
 Times are stored as naive UTC datetimes (SQLite has no time zones); `app.timeutil` converts at the edges.
 """
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from app.timeutil import utcnow
@@ -96,3 +96,53 @@ class CallbackOutbox(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     __table_args__ = (Index("ix_outbox_state_next", "state", "next_attempt_at"),)
+
+
+class Dispatch(Base):
+    """A hand-over to a human designer through 图绘 (CONTRACTS.md §3); from the API or a task's action."""
+
+    __tablename__ = "dispatches"
+
+    dispatch_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    task_id: Mapped[str | None] = mapped_column(
+        ForeignKey("tasks.task_id", ondelete="SET NULL"), unique=True)  # one dispatch per task
+    customer_id: Mapped[str] = mapped_column(String(128))
+    acc_id: Mapped[str | None] = mapped_column(String(128))
+    acc_type: Mapped[str | None] = mapped_column(String(64))
+    image_url: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text)
+    designer: Mapped[str | None] = mapped_column(String(128))
+    tuhui_task_id: Mapped[str | None] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(24), default="pending")
+    error: Mapped[str | None] = mapped_column(Text)
+    notified_offline: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    # When beat should (re-)drive it: the next designer check, or the lapse of the holder's lease.
+    # NULL once nothing is left to do.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime)  # reached assigned or failed
+    lease_owner: Mapped[str | None] = mapped_column(String(64))  # the Celery message driving it
+
+    __table_args__ = (
+        Index("ix_dispatches_next_attempt", "next_attempt_at"),
+        Index("ix_dispatches_customer_status", "customer_id", "status", "completed_at"),
+        Index("ix_dispatches_designer_status", "designer", "status"),
+    )
+
+
+class DispatchStep(Base):
+    """One step of a dispatch, so that a retry never repeats a finished step."""
+
+    __tablename__ = "dispatch_steps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dispatch_id: Mapped[str] = mapped_column(ForeignKey("dispatches.dispatch_id", ondelete="CASCADE"))
+    step: Mapped[str] = mapped_column(String(16))  # find_designer|create|assign|notify|reply
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|done|failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[dict | None] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (UniqueConstraint("dispatch_id", "step", name="uq_dispatch_steps_dispatch_step"),)

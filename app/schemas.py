@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from marshmallow import INCLUDE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import EXCLUDE, INCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from app.domain import states
 from app.domain.triggers import (
@@ -164,3 +164,17 @@ class EnvelopeSchema(Schema):
     message = fields.String()
     data = fields.Raw(allow_none=True)
     errors = fields.Dict()
+
+
+class DispatchTransferSchema(Schema):
+    """POST /api/dispatch/transfer (CONTRACTS.md §1, §3)."""
+
+    class Meta:
+        unknown = EXCLUDE  # 天网 may add fields; they are ignored
+
+    customer_id = fields.String(required=True, validate=[validate.Length(min=1, max=128), _not_blank])
+    acc_id = fields.String(allow_none=True, validate=validate.Length(max=128),
+                           metadata={"description": "shop account; default QINGJIAN_DEFAULT_ACC_ID"})
+    acc_type = fields.String(allow_none=True, validate=validate.Length(max=64))
+    image_url = fields.String(allow_none=True, validate=validate.Length(max=2048))
+    reason = fields.String(allow_none=True, validate=validate.Length(max=1000))

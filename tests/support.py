@@ -224,6 +224,11 @@ class System:
         schedule = self.log_dir / f"{name}-{time.time_ns()}-schedule"
         return self._start(name, [self.celery, "-A", "workers", "beat", "-s", str(schedule), "-l", "INFO"])
 
+    def web(self, port: int, name: str = "web", workers: int = 2, threads: int = 4) -> Proc:
+        gunicorn = str(Path(sys.executable).parent / "gunicorn")
+        return self._start(name, [gunicorn, "wsgi:app", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+                                  "--threads", str(threads)])
+
     def listener(self, name: str = "listener") -> Proc:
         return self._start(name, [sys.executable, "-m", "workers.listener"])
 

@@ -96,15 +96,27 @@ def test_qingjian_payment_order_and_raw_frames(qj):
     assert raw == "{not json"
 
 
-def test_qingjian_retransmitted_req_id_is_delivered_once(qj):
+def test_qingjian_a_repeated_step_is_delivered_once(qj):
     ws = connect(qj)
     for _ in range(2):
         send(ws, req_id="T1:0:0")
         assert recv(ws)["data"] == {"req_id": "T1:0:0", "ok": True, "error": None}
-    send(ws, req_id="T1:0:1")  # a new attempt is a new delivery
+    send(ws, req_id="T1:0:1")  # a later attempt of a delivered step is recognised (CONTRACTS §2)
+    assert recv(ws)["data"] == {"req_id": "T1:0:1", "ok": True, "error": None}
+    send(ws, req_id="T1:1:1")  # another step is a new delivery
     assert recv(ws)["data"]["ok"] is True
-    assert [s["req_id"] for s in qj.sent] == ["T1:0:0", "T1:0:1"]
-    assert qj.duplicates_ignored == 1
+    assert [s["req_id"] for s in qj.sent] == ["T1:0:0", "T1:1:1"]
+    assert qj.duplicates_ignored == 2
+
+
+def test_qingjian_a_refused_attempt_does_not_count_as_delivered(qj):
+    ws = connect(qj)
+    qj.fail_next(1)
+    send(ws, req_id="T2:0:0")
+    assert recv(ws)["data"]["ok"] is False
+    send(ws, req_id="T2:0:1")
+    assert recv(ws)["data"]["ok"] is True
+    assert [s["req_id"] for s in qj.sent] == ["T2:0:1"]
 
 
 def test_qingjian_fail_next_and_invalid_sends(qj):

@@ -26,7 +26,7 @@ from app.logs import setup_logging
 
 log = logging.getLogger("workers.listener")
 
-LOCK_TTL_MS = 8000  # a dead leader's lock lapses within this; a standby polls every second
+LOCK_TTL_MS = 5000  # a dead leader's lock lapses within this; a standby polls every second
 RENEW_EVERY = 2.0
 PING_EVERY = 10.0
 DEAD_AFTER = 30.0  # no frame at all for this long: the peer is gone, reconnect

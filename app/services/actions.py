@@ -67,7 +67,7 @@ def run(task_id: str, owner: str) -> Outcome:
                  extra={"task_id": task_id, "event": "skip"})
         return Outcome(done=True)
     if task.action.get("type") == "transfer_to_designer":
-        return _finish(task, owner, failed_with="transfer_to_designer: dispatch is not available yet")
+        return _transfer(task, owner)
     try:
         target = recipient(task)
         result = _send_all(task, owner, target)
@@ -79,6 +79,20 @@ def run(task_id: str, owner: str) -> Outcome:
         log.warning("task %s: lease lost to another worker; stopping", task_id, extra={"task_id": task_id})
         return Outcome(done=True)
     return _finish(task, owner, result=result)
+
+
+def _transfer(task: Task, owner: str) -> Outcome:
+    """Hand the customer to a designer: a dispatch (app.services.dispatch) takes the task over and
+    completes or fails it through the state machine when it is assigned or fails."""
+    from app.services import dispatch
+
+    try:
+        acc_id, to_id = recipient(task)
+    except Unrecoverable as exc:
+        return _finish(task, owner, failed_with=str(exc))
+    if dispatch.start_for_task(task, owner, acc_id=acc_id, customer_id=to_id) is None:
+        log.warning("task %s: lease lost to another worker; stopping", task.task_id, extra={"task_id": task.task_id})
+    return Outcome(done=True, status=states.RUNNING)
 
 
 def recipient(task: Task) -> tuple[str, str]:

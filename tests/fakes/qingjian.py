@@ -62,7 +62,8 @@ class FakeQingjian:
         self.duplicates_ignored = 0
         self.malformed_received = 0  # non-JSON / non-object / unknown action / no req_id
         self.pings = 0
-        self._results: dict[str, dict[str, Any]] = {}  # delivered req_id -> its send_result
+        self.connect_times: list[float] = []  # when each client connected (failover timing)
+        self._results: dict[str, dict[str, Any]] = {}  # delivered step (req_id minus attempt) -> result
         self._clients: set[ServerConnection] = set()
         self._cond = threading.Condition()
         self._fail_left, self._fail_error = 0, "boom"
@@ -218,6 +219,7 @@ class FakeQingjian:
     def _handle(self, ws: ServerConnection) -> None:
         with self._cond:
             self._clients.add(ws)
+            self.connect_times.append(time.time())
             self._cond.notify_all()
         emit(LABEL, f"client connected from {ws.remote_address[0]}:{ws.remote_address[1]}")
         try:
@@ -251,10 +253,14 @@ class FakeQingjian:
     def _on_send(self, ws: ServerConnection, action: str, req_id: str, data: Any) -> None:
         entry = {"action": action, "req_id": req_id, "data": data, "time": time.time()}
         answer = True
+        # CONTRACTS.md §2: the part of a req_id before its last colon names the step across
+        # retries, "so a repeated send can be recognised": a step already delivered is not
+        # delivered again, whether the repeat is a retransmission or a later attempt.
+        step = req_id.rsplit(":", 1)[0] if req_id.count(":") >= 2 else req_id
         with self._cond:
-            if req_id in self._results:  # a retransmission: don't deliver twice, answer again
+            if step in self._results:
                 self.duplicates_ignored += 1
-                result, line = self._results[req_id], f"duplicate req {req_id} ignored"
+                result, line = self._results[step], f"repeated send of step {step} ignored (req {req_id})"
             elif (problem := _problem(action, data)) or self._fail_left > 0:
                 if not problem:
                     self._fail_left -= 1
@@ -265,7 +271,7 @@ class FakeQingjian:
                        f"FAILED: {error} (req {req_id})"
             else:
                 result = {"ok": True, "error": None}
-                self._results[req_id] = result
+                self._results[step] = result
                 self.sent.append(entry)
                 line = f"-> {data['to_id']} {_describe(action, data)} (req {req_id})"
                 if self._mute_left > 0:

@@ -1,0 +1,30 @@
+"""dispatch.advance and dispatch.sweep: the transfer-to-designer workflow (CONTRACTS.md §3)."""
+from celery import shared_task
+
+from app import runtime
+from app.clients.tuhui import TuhuiUnavailable
+from app.clients.wecom import RateLimited, WecomUnavailable
+from app.services import dispatch
+from app.services.dispatch import SendFailed
+from workers.tasks.messages import TRANSIENT
+
+# Only what a retry may cure; each is recorded on its step first, and a step past its limit is given
+# up by the service (which then returns normally), so max_retries is only a backstop: beat's sweep
+# re-drives a dispatch whose retries ran out.
+RETRYABLE = (TuhuiUnavailable, WecomUnavailable, RateLimited, SendFailed, *TRANSIENT)
+
+
+@shared_task(name="dispatch.advance", autoretry_for=RETRYABLE, retry_backoff=True, retry_backoff_max=30,
+             retry_jitter=True, max_retries=30)
+def advance(dispatch_id: str, token: str) -> str:
+    """Run the dispatch's next unfinished steps (find, create, assign, notify, reply)."""
+    return dispatch.advance(dispatch_id, token)
+
+
+@shared_task(name="dispatch.sweep", ignore_result=True)
+def sweep() -> int | None:
+    """Re-drive dispatches whose next attempt is due (designer re-checks, lapsed leases)."""
+    rt = runtime.current()
+    if not rt.redis.set(f"{rt.settings.redis_prefix}lock:dispatch-sweep", "1", nx=True, px=5000):
+        return None
+    return dispatch.sweep()
