@@ -1,0 +1,123 @@
+"""Fault drills: kill -9 a listener or a worker at the worst moment, run two listeners.
+
+Each drill builds a system of its own (`isolated`: own SQLite file, own Redis DB 10-15 flushed first,
+own 轻简 and 天网 fakes), because it kills processes the shared live system needs.
+"""
+import time
+
+import pytest
+
+from app import runtime
+from tests.conftest import uid
+from tests.support import wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+FILE = {"type": "send_file", "file_url": "https://example.com/a.zip", "file_name": "a.zip",
+        "message": "这是您要的文件"}
+
+
+def post(system, customer: str, action: dict | None = None, **extra) -> str:
+    task_id = uid()
+    data = system.post_task(task_id=task_id, type="drill", customer={"id": customer},
+                            trigger={"type": "customer_reply", "keyword": "好的"},
+                            action=action or FILE, **extra)
+    assert data["status"] == "waiting", data
+    return task_id
+
+
+def procs(system, prefix: str) -> list:
+    return [p for p in system.system.procs if p.name.startswith(prefix) and p.alive()]
+
+
+def active_listener(system):
+    """The listener process holding the leadership lock (its token is host:pid:nonce)."""
+    system.use()
+    rt = runtime.current()
+    token = rt.redis.get(f"{rt.settings.redis_prefix}lock:listener:{system.qingjian.url}")
+    assert token, "no listener holds the lock"
+    pid = int(token.decode().split(":")[1])
+    return next(p for p in procs(system, "listener") if p.p.pid == pid)
+
+
+def delivered(system, customer: str) -> list[tuple[str, str]]:
+    return [(s["action"], s["req_id"]) for s in system.qingjian.sent_to(customer)]
+
+
+def test_listener_killed_mid_send_sends_each_step_once(isolated):
+    # The take-over (the dead leader's lock lapses after 8 s) outlasts the 3 s send timeout, so the
+    # worker counts the unanswered text as failed and retries it; 轻简 recognises the repeat by the
+    # step part of its req_id (CONTRACTS.md §2) and does not deliver it twice. max_retry leaves room.
+    system = isolated()
+    q = system.qingjian
+    customer = uid("c")
+    task_id = post(system, customer, max_retry=6)
+    q.hold()
+    try:
+        q.say(customer, "好的")
+        wait_until(lambda: len(q.sent_to(customer)) == 1, 15, message="the text to be delivered")
+        active_listener(system).kill9()  # delivered, unanswered
+        wait_until(lambda: q.client_count == 0, 5, message="the dead listener's connection to close")
+        system.system.listener("listener-new")
+        wait_until(lambda: q.client_count == 1, 20, message="the new listener to connect")
+        wait_until(lambda: q.duplicates_ignored >= 1, 10, message="the unanswered send to be re-sent")
+    finally:
+        q.release()
+    done = system.wait_status(task_id, "completed", "failed", timeout=30)
+    assert done["status"] == "completed", done
+    sends = delivered(system, customer)
+    assert [action for action, _ in sends] == ["send_text", "send_file"]  # each step exactly once
+    assert sends[0][1] == f"{task_id}:0:0"
+    assert q.failed == []
+
+
+def test_worker_killed_while_its_send_is_unanswered(isolated):
+    system = isolated()
+    q = system.qingjian
+    customer = uid("c")
+    task_id = post(system, customer)
+    q.hold()
+    try:
+        q.say(customer, "好的")
+        wait_until(lambda: len(q.sent_to(customer)) == 1, 15, message="the text to be delivered")
+        for worker in procs(system, "worker"):
+            worker.kill9()  # mid-action: the text is out, its send_result not yet back
+    finally:
+        q.release()
+    started = time.monotonic()
+    system.system.worker("worker-new")
+    # Beat re-drives the action once the dead worker's lease (ACTION_LEASE_SECONDS=6) lapses; the new
+    # worker finds the text acknowledged and goes on with the file.
+    done = system.wait_status(task_id, "completed", "failed", timeout=60)
+    assert done["status"] == "completed", done
+    assert time.monotonic() - started < 60
+    sends = delivered(system, customer)
+    assert [action for action, _ in sends] == ["send_text", "send_file"]
+    assert sends[0][1] == f"{task_id}:0:0"
+    assert q.duplicates_ignored == 0
+    system.use()
+    events = system.client.get(f"/api/task/{task_id}/events").get_json()["data"]["events"]
+    assert any(e["kind"] == "redrive" for e in events)
+
+
+def test_two_listeners_one_connects_and_the_standby_takes_over(isolated):
+    system = isolated(listeners=2)
+    q = system.qingjian
+    # Exactly one of the two holds the 轻简 connection, and keeps it.
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        assert q.client_count == 1
+        time.sleep(0.1)
+    leader = active_listener(system)
+    leader.kill9()
+    killed = time.monotonic()
+    wait_until(lambda: q.client_count == 0, 5, message="the dead leader's connection to close")
+    wait_until(lambda: q.client_count == 1, 10 - (time.monotonic() - killed),
+               message="the standby to connect within 10 s")
+    assert active_listener(system) is not leader
+    customer = uid("c")
+    task_id = post(system, customer, {"type": "send_message", "message": "在的"})
+    msg_id = q.say(customer, "好的")
+    done = system.wait_status(task_id, "completed", timeout=20)
+    assert done["triggered_by"]["msg_id"] == msg_id
+    assert delivered(system, customer) == [("send_text", f"{task_id}:0:0")]

@@ -1,0 +1,89 @@
+"""Refused sends on the shared live system: retried under max_retry, resumed at the first step 轻简
+has not acknowledged, and failed (with 天网 told) when the retries run out."""
+import pytest
+
+from tests.conftest import uid
+from tests.support import wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def post(live, customer: str, action: dict, **extra) -> str:
+    task_id = uid()
+    data = live.post_task(task_id=task_id, type="e2e", customer={"id": customer},
+                          trigger={"type": "customer_reply", "keyword": "好的"}, action=action, **extra)
+    assert data["status"] == "waiting", data
+    return task_id
+
+
+def history(live, task_id: str) -> list[dict]:
+    live.use()
+    return live.client.get(f"/api/task/{task_id}/events").get_json()["data"]["events"]
+
+
+def test_two_refusals_then_success_completes_without_resending_the_acknowledged_text(live):
+    q = live.qingjian
+    customer = uid("c")
+    task_id = post(live, customer, {"type": "send_file", "file_url": "https://example.com/a.zip",
+                                    "file_name": "a.zip", "message": "文件如下"}, max_retry=3)
+    # Let the text through, then refuse the next two sends (the file, twice).
+    q.hold()
+    try:
+        q.say(customer, "好的")
+        wait_until(lambda: len(q.sent_to(customer)) == 1, 10, message="the text to be delivered")
+        q.fail_next(2, error="busy")
+    finally:
+        q.release()
+    done = live.wait_status(task_id, "completed", "failed", timeout=30)
+    assert done["status"] == "completed", done
+    assert done["retry_count"] == 2
+    sends = [(s["action"], s["req_id"]) for s in q.sent_to(customer)]
+    assert sends == [("send_text", f"{task_id}:0:0"), ("send_file", f"{task_id}:1:2")]
+    refused = [f["req_id"] for f in q.failed if (f["data"] or {}).get("to_id") == customer]
+    assert refused == [f"{task_id}:1:0", f"{task_id}:1:1"]
+    assert done["result"]["sent"] == [f"{task_id}:0:0", f"{task_id}:1:2"]
+    failures = [e["detail"] for e in history(live, task_id) if e["kind"] == "attempt_failed"]
+    assert [f["attempt"] for f in failures] == [0, 1]
+    assert all("busy" in f["error"] for f in failures)
+    assert live.tianwang.wait_for_status(task_id, "completed", 15)
+    assert "failed" not in live.tianwang.statuses(task_id)
+
+
+def test_refused_every_time_fails_after_max_retry_and_tianwang_hears_it(live):
+    q = live.qingjian
+    customer = uid("c")
+    task_id = post(live, customer, {"type": "send_message", "message": "您好"}, max_retry=1)
+    q.fail_next(2, error="account banned")
+    try:
+        q.say(customer, "好的")
+        done = live.wait_status(task_id, "failed", "completed", timeout=30)
+    finally:
+        q.fail_next(0)
+    assert done["status"] == "failed", done
+    assert done["retry_count"] == 1
+    assert "account banned" in done["error_message"]
+    assert done["completed_at"] is not None
+    assert q.sent_to(customer) == []
+    refused = [f["req_id"] for f in q.failed if (f["data"] or {}).get("to_id") == customer]
+    assert refused == [f"{task_id}:0:0", f"{task_id}:0:1"]
+    assert live.tianwang.wait_for_status(task_id, "failed", 15)
+    wait_until(lambda: sorted(live.tianwang.statuses(task_id)) == ["failed", "running"], 10,
+               message="callbacks running and failed")
+    callback = next(e for e in live.tianwang.events.values()
+                    if e["task_id"] == task_id and e["status"] == "failed")
+    assert "account banned" in callback["error"]
+
+
+def test_max_retry_zero_fails_on_the_first_refusal(live):
+    q = live.qingjian
+    customer = uid("c")
+    task_id = post(live, customer, {"type": "send_message", "message": "您好"}, max_retry=0)
+    q.fail_next(1)
+    try:
+        q.say(customer, "好的")
+        done = live.wait_status(task_id, "failed", "completed", timeout=20)
+    finally:
+        q.fail_next(0)
+    assert done["status"] == "failed" and done["retry_count"] == 0
+    refused = [f["req_id"] for f in q.failed if (f["data"] or {}).get("to_id") == customer]
+    assert refused == [f"{task_id}:0:0"]
