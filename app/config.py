@@ -35,6 +35,7 @@ class Settings:
     callback_url: str | None = None
     callback_secret: str | None = None
     callback_max_age_hours: float = 24.0
+    callback_retry_max_seconds: float = 600.0  # the longest wait between two attempts
     qingjian_ws_url: str = "ws://127.0.0.1:9528"
     qingjian_default_acc_id: str | None = None
     qingjian_send_timeout: float = 10.0
@@ -70,6 +71,7 @@ class Settings:
             callback_url=env.get("TIANWANG_CALLBACK_URL") or None,
             callback_secret=env.get("TIANWANG_CALLBACK_SECRET") or None,
             callback_max_age_hours=_float(env, "CALLBACK_MAX_AGE_HOURS", 24.0),
+            callback_retry_max_seconds=_float(env, "CALLBACK_RETRY_MAX_SECONDS", 600.0),
             qingjian_ws_url=env.get("QINGJIAN_WS_URL") or "ws://127.0.0.1:9528",
             qingjian_default_acc_id=env.get("QINGJIAN_DEFAULT_ACC_ID") or None,
             qingjian_send_timeout=_float(env, "QINGJIAN_SEND_TIMEOUT", 10.0),

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import logging
 
+import kombu.exceptions
+import redis
 from flask import jsonify
 from flask_smorest import Api
 from sqlalchemy.exc import OperationalError
@@ -69,6 +71,12 @@ class EnvelopeApi(Api):
         def _database_down(exc):
             log.error("database unavailable: %s", exc.orig if hasattr(exc, "orig") else exc)
             return envelope(503, "database unavailable, nothing was written; try again")
+
+        @app.errorhandler(redis.RedisError)
+        @app.errorhandler(kombu.exceptions.OperationalError)
+        def _queue_down(exc):
+            log.error("Redis or the broker unavailable: %s", exc)
+            return envelope(503, "Redis or the message broker is unavailable; try again")
 
         @app.errorhandler(Exception)
         def _unexpected(exc):

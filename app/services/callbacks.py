@@ -26,9 +26,9 @@ class Delivery:
     retry_in: float | None = None
 
 
-def backoff(attempts: int, jitter: float) -> float:
-    """1, 2, 4 ... seconds up to 10 minutes, times a jitter in [0.5, 1]."""
-    return min(600.0, 2.0 ** max(0, attempts - 1)) * (0.5 + 0.5 * jitter)
+def backoff(attempts: int, jitter: float, cap: float = 600.0) -> float:
+    """1, 2, 4 ... seconds up to `cap` (CALLBACK_RETRY_MAX_SECONDS), times a jitter in [0.5, 1]."""
+    return min(cap, 2.0 ** max(0, attempts - 1)) * (0.5 + 0.5 * jitter)
 
 
 def deliver(event_id: str) -> Delivery:
@@ -62,7 +62,7 @@ def deliver(event_id: str) -> Delivery:
             log.error("callback %s for task %s given up after %d attempts: %s", event_id, row.task_id,
                       row.attempts, exc, extra={"task_id": row.task_id, "event": "callback_expired"})
             return _settle(row, "failed", f"gave up after {settings.callback_max_age_hours:g}h: {exc}", now)
-        delay = backoff(row.attempts, random.random())
+        delay = backoff(row.attempts, random.random(), settings.callback_retry_max_seconds)
         with session_scope() as session:
             session.execute(update(CallbackOutbox).where(CallbackOutbox.event_id == event_id).values(
                 next_attempt_at=now + timedelta(seconds=delay), last_error=str(exc)))

@@ -80,6 +80,10 @@ def receive(body: dict, data: dict) -> Received:
 def _same_or_conflict(existing: Task, digest: str) -> Received:
     if existing.body_hash != digest:
         raise Conflict("task_id already used with a different body", existing.status)
+    if existing.status == states.PENDING:
+        # Stored, but registration never finished (Redis or the database went away mid-request):
+        # the repeat finishes it now rather than waiting for the reconciler.
+        return Received(existing.task_id, registration.activate(existing.task_id), False)
     return Received(existing.task_id, existing.status, False)
 
 
