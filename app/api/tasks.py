@@ -33,7 +33,7 @@ class TaskReceive(MethodView):
         try:
             data = TaskReceiveSchema().load(body)
         except ValidationError as exc:
-            existing = _existing_same(body)
+            existing = intake.repeat_of(body)
             if existing is None:
                 return envelope(422, "validation failed", None, flatten(exc.messages))
             data = None
@@ -44,18 +44,6 @@ class TaskReceive(MethodView):
         except intake.Conflict as exc:
             return envelope(409, str(exc), {"task_id": body.get("task_id"), "status": exc.status})
         return envelope(200, "任务接收成功", {"task_id": received.task_id, "status": received.status})
-
-
-def _existing_same(body: dict):
-    """A re-sent body that was valid when first received (a timer since gone past) is still a repeat."""
-    task_id = body.get("task_id")
-    if not isinstance(task_id, str) or len(task_id) > 128:
-        return None
-    with session_scope() as session:
-        task = session.get(Task, task_id)
-        if task is None or task.body_hash != intake.body_hash(body):
-            return None
-        return intake.Received(task.task_id, task.status, False)
 
 
 @blp.route("/status/<string:task_id>")

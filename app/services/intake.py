@@ -58,8 +58,8 @@ def receive(body: dict, data: dict) -> Received:
     task_id = data["task_id"]
     with session_scope() as session:
         existing = session.get(Task, task_id)
-        if existing is not None:
-            return _same_or_conflict(existing, digest)
+    if existing is not None:  # judged outside the transaction: it may need one of its own
+        return _same_or_conflict(existing, digest)
 
     task = _new_task(data, body, digest, rt.settings)
     try:
@@ -70,11 +70,27 @@ def receive(body: dict, data: dict) -> Received:
                                  now=task.created_at)
     except IntegrityError:  # the same id raced in from another request
         with session_scope() as session:
-            return _same_or_conflict(session.get(Task, task_id), digest)
+            existing = session.get(Task, task_id)
+        return _same_or_conflict(existing, digest)
     log.info("task %s received (%s, %s)", task_id, task.trigger_type, task.action_type,
              extra={"task_id": task_id, "event": "received"})
     status = registration.activate(task_id)
     return Received(task_id, status, True)
+
+
+def repeat_of(body: dict) -> Received | None:
+    """The answer to a body already received as it is (None if its task_id is new or has another body).
+
+    A repeat is answered even if it would no longer validate (a timer whose time has since passed).
+    """
+    task_id = body.get("task_id")
+    if not isinstance(task_id, str) or len(task_id) > 128:
+        return None
+    with session_scope() as session:
+        existing = session.get(Task, task_id)
+    if existing is None or existing.body_hash != body_hash(body):
+        return None
+    return _same_or_conflict(existing, existing.body_hash)
 
 
 def _same_or_conflict(existing: Task, digest: str) -> Received:
