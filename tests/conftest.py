@@ -100,35 +100,49 @@ def live(tmp_path_factory, redis_base, request):
     else:
         db = f"sqlite:///{tmp_path_factory.mktemp('live') / 'live.db'}"
         support.reset_database(db)
-    redis_url = f"{redis_base}/9"
+    live_system = start_live(db, f"{redis_base}/9", tmp_path_factory.mktemp("logs"), dispatch_fakes=True,
+                             TUHUI_TIMEOUT="2", DISPATCH_WAIT_RETRY_SECONDS="1")
+    yield live_system
+    live_system.stop()
+
+
+def start_live(db: str, redis_url: str, log_dir, *, workers: int = 1, beats: int = 1, listeners: int = 1,
+               dispatch_fakes: bool = False, **env) -> "LiveSystem":
+    """Fakes, then worker, beat and listener processes against `db` and `redis_url` (flushed first)."""
     redis.Redis.from_url(redis_url).flushdb()
     qingjian = FakeQingjian().start()
     tianwang = FakeTianwang(secret=CALLBACK_SECRET).start()
-    tuhui = FakeTuhui(api_key=TUHUI_API_KEY, designers=DESIGNERS).start()
-    wecom = FakeWecom().start()
-    system = support.System(db, redis_url, tmp_path_factory.mktemp("logs"), QINGJIAN_WS_URL=qingjian.url,
-                            TIANWANG_CALLBACK_URL=tianwang.url, TIANWANG_CALLBACK_SECRET=CALLBACK_SECRET,
-                            TUHUI_BASE_URL=tuhui.url, TUHUI_API_KEY=TUHUI_API_KEY, WECOM_WEBHOOK_URL=wecom.url,
-                            TUHUI_TIMEOUT="2", DISPATCH_WAIT_RETRY_SECONDS="1")
-    system.worker()
-    system.beat()
-    system.listener()
-    assert qingjian.wait_for_client(30), system.dump_logs()
+    tuhui = FakeTuhui(api_key=TUHUI_API_KEY, designers=DESIGNERS).start() if dispatch_fakes else None
+    wecom = FakeWecom().start() if dispatch_fakes else None
+    env = {"QINGJIAN_WS_URL": qingjian.url, "TIANWANG_CALLBACK_URL": tianwang.url,
+           "TIANWANG_CALLBACK_SECRET": CALLBACK_SECRET, **env}
+    if dispatch_fakes:
+        env.update(TUHUI_BASE_URL=tuhui.url, TUHUI_API_KEY=TUHUI_API_KEY, WECOM_WEBHOOK_URL=wecom.url)
+    system = support.System(db, redis_url, log_dir, **env)
+    for i in range(workers):
+        system.worker(f"worker{i}")
+    for i in range(beats):
+        system.beat(f"beat{i}")
+    for i in range(listeners):
+        system.listener(f"listener{i}")
+    if listeners:
+        assert qingjian.wait_for_client(30), system.dump_logs()
     app = create_app(Settings.from_env(system.env))
     client = app.test_client()
     client.environ_base["HTTP_X_API_KEY"] = support.API_KEY
-    yield LiveSystem(system, qingjian, tianwang, app, client, tuhui=tuhui, wecom=wecom)
-    system.stop()
-    qingjian.stop()
-    tianwang.stop()
-    tuhui.stop()
-    wecom.stop()
+    return LiveSystem(system, qingjian, tianwang, app, client, tuhui=tuhui, wecom=wecom)
 
 
 class LiveSystem:
     def __init__(self, system, qingjian, tianwang, app, client, tuhui=None, wecom=None):
         self.system, self.qingjian, self.tianwang, self.app, self.client = system, qingjian, tianwang, app, client
         self.tuhui, self.wecom = tuhui, wecom  # FakeTuhui and FakeWecom, where the system has them
+
+    def stop(self) -> None:
+        self.system.stop()
+        for fake in (self.qingjian, self.tianwang, self.tuhui, self.wecom):
+            if fake is not None:
+                fake.stop()
 
     def use(self):
         """Point this process's runtime (Redis, database) at the live system again."""
@@ -180,30 +194,11 @@ def isolated(tmp_path, redis_base):
     def build(workers: int = 1, beats: int = 1, listeners: int = 1, **env) -> LiveSystem:
         db = f"sqlite:///{tmp_path / f'iso{len(built)}.db'}"
         support.reset_database(db)
-        redis_url = f"{redis_base}/{next(_isolated_dbs)}"
-        redis.Redis.from_url(redis_url).flushdb()
-        qingjian = FakeQingjian().start()
-        tianwang = FakeTianwang(secret=CALLBACK_SECRET).start()
-        env = {"QINGJIAN_WS_URL": qingjian.url, "TIANWANG_CALLBACK_URL": tianwang.url,
-               "TIANWANG_CALLBACK_SECRET": CALLBACK_SECRET, **env}
-        system = support.System(db, redis_url, tmp_path, **env)
-        for i in range(workers):
-            system.worker(f"worker{i}")
-        for i in range(beats):
-            system.beat(f"beat{i}")
-        for i in range(listeners):
-            system.listener(f"listener{i}")
-        if listeners:
-            assert qingjian.wait_for_client(30), system.dump_logs()
-        application = create_app(Settings.from_env(system.env))
-        test_client = application.test_client()
-        test_client.environ_base["HTTP_X_API_KEY"] = support.API_KEY
-        live_system = LiveSystem(system, qingjian, tianwang, application, test_client)
+        live_system = start_live(db, f"{redis_base}/{next(_isolated_dbs)}", tmp_path, workers=workers,
+                                 beats=beats, listeners=listeners, **env)
         built.append(live_system)
         return live_system
 
     yield build
     for live_system in built:
-        live_system.system.stop()
-        live_system.qingjian.stop()
-        live_system.tianwang.stop()
+        live_system.stop()

@@ -1,7 +1,9 @@
 """Liveness, readiness and custom events."""
 from __future__ import annotations
 
-from flask import current_app, request
+import time
+
+from flask import current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -41,8 +43,6 @@ class CustomEvent(MethodView):
     @blp.response(202, EnvelopeSchema)
     def post(self, args):
         """Deliver a custom event; matching custom_event tasks fire."""
-        import time
-
         event = InboundEvent(kind="custom", event=args["event"], from_id=args.get("customer_id"),
                              acc_id=args.get("acc_id"), data=args.get("data") or {},
                              received_at=time.time())

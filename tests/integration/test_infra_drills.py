@@ -14,9 +14,7 @@ from app.config import Settings
 from app.db import session_scope
 from app.models import CallbackOutbox, Task, TaskEvent
 from tests import support
-from tests.conftest import CALLBACK_SECRET, LiveSystem, uid
-from tests.fakes.qingjian import FakeQingjian
-from tests.fakes.tianwang import FakeTianwang
+from tests.conftest import start_live, uid
 from tests.support import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -76,18 +74,9 @@ def test_redis_restarted_empty_loses_nothing_and_repeats_nothing(tmp_path):
     port = int(redis_url.rsplit(":", 1)[1])
     db = f"sqlite:///{tmp_path / 'drill.db'}"
     support.reset_database(db)
-    qingjian, tianwang = FakeQingjian().start(), FakeTianwang(secret=CALLBACK_SECRET).start()
-    system = support.System(db, f"{redis_url}/0", tmp_path, QINGJIAN_WS_URL=qingjian.url,
-                            TIANWANG_CALLBACK_URL=tianwang.url, TIANWANG_CALLBACK_SECRET=CALLBACK_SECRET)
+    live = start_live(db, f"{redis_url}/0", tmp_path)
+    qingjian, tianwang = live.qingjian, live.tianwang
     try:
-        system.worker()
-        system.beat()
-        system.listener()
-        assert qingjian.wait_for_client(30)
-        app = create_app(Settings.from_env(system.env))
-        client = app.test_client()
-        client.environ_base["HTTP_X_API_KEY"] = support.API_KEY
-        live = LiveSystem(system, qingjian, tianwang, app, client)
         customers = [uid("c") for _ in range(4)]
         ids = [live.post_task(**reply_task(c))["task_id"] for c in customers]
         qingjian.say(customers[0], "好的")
@@ -111,9 +100,7 @@ def test_redis_restarted_empty_loses_nothing_and_repeats_nothing(tmp_path):
                    "every callback")
         assert len(tianwang.events) == 8
     finally:
-        system.stop()
-        qingjian.stop()
-        tianwang.stop()
+        live.stop()
         redis_proc.kill()
 
 

@@ -35,7 +35,6 @@ def upkeep() -> dict | None:
     """Overdue callbacks, and the Redis index reconciled with SQL."""
     if not _exclusive("upkeep", 4000):
         return None
-    rt = runtime.current()
     done = {"callbacks_redriven": maintenance.redrive_callbacks()}
     full_due = _exclusive("reconcile-full", int(FULL_RECONCILE_EVERY * 1000))
     if full_due or registration.index_drift():
