@@ -3,10 +3,10 @@ from kombu import Queue
 
 from beat_schedule import BEAT_SCHEDULE
 
-# Queues in the order a worker should drain them: actions by priority, then matching, callbacks,
-# dispatches to designers, upkeep.
-QUEUE_ORDER = ("actions.urgent", "actions.high", "actions.normal", "actions.low", "match", "callbacks",
-               "dispatch", "maintenance")
+# Queues in the order a worker should drain them: beat's sweeps first (short, and timers must not
+# wait behind a backlog of actions), then actions by priority, matching, callbacks, dispatches.
+QUEUE_ORDER = ("maintenance", "actions.urgent", "actions.high", "actions.normal", "actions.low", "match",
+               "callbacks", "dispatch")
 
 task_queues = [Queue(name) for name in QUEUE_ORDER]
 task_default_queue = "maintenance"
@@ -30,7 +30,8 @@ accept_content = ["json"]
 # rather than round-robin, so urgent actions overtake low ones.
 broker_transport_options = {"queue_order_strategy": "priority", "visibility_timeout": 3600}
 broker_connection_retry_on_startup = True
-worker_send_task_events = True  # Flower shows tasks
-task_send_sent_event = True
+worker_send_task_events = True  # Flower shows tasks (received, started, succeeded, retried, failed)
+# No "sent" events: publishing one per enqueue doubled the cost of every send_task on the hot path.
+task_send_sent_event = False
 beat_schedule = BEAT_SCHEDULE
 timezone = "UTC"

@@ -26,11 +26,24 @@ from app.domain.triggers import InboundEvent, index_keys, substrings
 
 RECENT_SECONDS = 3600
 
+# KEYS: seen key ("" = no de-duplication), the customer's recent zset, everybody's recent zset.
+# ARGV: seen TTL, member, score, cutoff, recent TTL.
+_REMEMBER = """
+if KEYS[1] ~= '' and not redis.call('set', KEYS[1], 1, 'NX', 'EX', ARGV[1]) then return 0 end
+for i = 2, 3 do
+  redis.call('zadd', KEYS[i], ARGV[3], ARGV[2])
+  redis.call('zremrangebyscore', KEYS[i], '-inf', ARGV[4])
+  redis.call('expire', KEYS[i], ARGV[5])
+end
+return 1
+"""
+
 
 class Registry:
     def __init__(self, client: redis.Redis, prefix: str = "tw:"):
         self.r = client
         self.p = prefix
+        self._remember = client.register_script(_REMEMBER)
 
     # -- keys -------------------------------------------------------------------------------
     def _key(self, kind: str, value: str) -> str:
@@ -126,16 +139,16 @@ class Registry:
         return self.specs(i.decode() if isinstance(i, bytes) else i for i in ids)
 
     # -- recent messages, for lookback_seconds -----------------------------------------------
-    def remember(self, event: InboundEvent) -> None:
-        """Keep the last hour of messages; called by the listener on receipt."""
-        member = json.dumps(event.as_dict(), ensure_ascii=False)
-        cutoff = event.received_at - RECENT_SECONDS
-        pipe = self.r.pipeline(transaction=False)
-        for key in (f"{self.p}recent:{event.from_id}", f"{self.p}recent:*"):
-            pipe.zadd(key, {member: event.received_at})
-            pipe.zremrangebyscore(key, "-inf", cutoff)
-            pipe.expire(key, RECENT_SECONDS + 60)
-        pipe.execute()
+    def remember(self, event: InboundEvent, seen_key: str | None = None, seen_ttl: int = 24 * 3600) -> bool:
+        """Keep the last hour of messages; called by the listener on receipt, in one round trip.
+
+        With `seen_key` (the msg_id's de-duplication key) an event seen before is not remembered
+        again and False is returned.
+        """
+        return bool(self._remember(
+            keys=[seen_key or "", f"{self.p}recent:{event.from_id}", f"{self.p}recent:*"],
+            args=[seen_ttl, json.dumps(event.as_dict(), ensure_ascii=False), event.received_at,
+                  event.received_at - RECENT_SECONDS, RECENT_SECONDS + 60]))
 
     def recent(self, customer_id: str | None, since: float) -> list[InboundEvent]:
         key = f"{self.p}recent:{customer_id}" if customer_id else f"{self.p}recent:*"

@@ -13,12 +13,12 @@ import signal
 import socket
 import threading
 import time
-import uuid
 
 import redis
 import websocket
 
 from app import heartbeat, queueing, runtime
+from app.locks import RedisLock
 from app.clients.qingjian import PING, FrameError, SendChannel, parse_inbound
 from app.config import Settings
 from app.domain.triggers import InboundEvent
@@ -32,38 +32,6 @@ PING_EVERY = 10.0
 DEAD_AFTER = 30.0  # no frame at all for this long: the peer is gone, reconnect
 SEEN_TTL = 24 * 3600
 BACKOFF_FIRST, BACKOFF_MAX = 1.0, 30.0
-
-_RENEW = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
-return 0
-"""
-_RELEASE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
-return 0
-"""
-
-
-class Leadership:
-    """A Redis lock with a TTL that the holder renews: one active listener per 轻简 URL."""
-
-    def __init__(self, client: redis.Redis, key: str):
-        self.r, self.key = client, key
-        self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._renew = client.register_script(_RENEW)
-        self._release = client.register_script(_RELEASE)
-
-    def acquire(self) -> bool:
-        return bool(self.r.set(self.key, self.token, nx=True, px=LOCK_TTL_MS))
-
-    def renew(self) -> bool:
-        return bool(self._renew(keys=[self.key], args=[self.token, LOCK_TTL_MS]))
-
-    def release(self) -> None:
-        try:
-            self._release(keys=[self.key], args=[self.token])
-        except redis.RedisError:
-            pass
-
 
 def backoff(attempt: int, jitter: float) -> float:
     """1 s, 2 s, 4 s ... up to 30 s, each scaled by a jitter in [0.5, 1]."""
@@ -79,7 +47,8 @@ class Listener:
         self.prefix = settings.redis_prefix
         self.channel = SendChannel(self.r, self.prefix)
         self.consumer = f"{socket.gethostname()}-{os.getpid()}"
-        self.leader = Leadership(self.r, f"{self.prefix}lock:listener:{settings.qingjian_ws_url}")
+        # One active listener per 轻简 URL: a dead leader's lock lapses and a standby takes it.
+        self.leader = RedisLock(self.r, f"{self.prefix}lock:listener:{settings.qingjian_ws_url}", LOCK_TTL_MS)
         self.stopping = threading.Event()
         self.ws: websocket.WebSocket | None = None
         self.in_flight: dict[str, tuple[str, float]] = {}  # req_id -> (stream entry id, sent at)
@@ -214,11 +183,10 @@ class Listener:
             log.warning("skipped a %s event: %s", kind, exc, extra={"event": "malformed"})
             return
         seen_key = f"{self.prefix}seen:{event.msg_id}" if event.msg_id else None
-        if seen_key and not self.r.set(seen_key, 1, nx=True, ex=SEEN_TTL):
+        if not self.registry.remember(event, seen_key, SEEN_TTL):
             self._count("duplicates")
             return
         try:
-            self.registry.remember(event)
             queueing.enqueue_match(event.as_dict())
         except Exception:
             if seen_key:  # not handed on: let a redelivery of it through

@@ -52,6 +52,15 @@ def send_frame(step: dict, *, acc_id: str, to_id: str, req_id: str) -> dict:
 
 PING = json.dumps({"action": "ping"})
 
+# Queue a frame unless its req_id was queued before (atomically: two runs can't both queue it).
+_SUBMIT_ONCE = """
+local earlier = redis.call('get', KEYS[1])
+if earlier then return earlier end
+redis.call('set', KEYS[1], ARGV[1], 'EX', ARGV[4])
+redis.call('xadd', KEYS[2], 'MAXLEN', '~', 200000, '*', 'req_id', ARGV[2], 'frame', ARGV[3], 'at', ARGV[1])
+return false
+"""
+
 
 class SendChannel:
     """The Redis hand-off between workers (submit, wait) and the listener (read, report, ack)."""
@@ -61,11 +70,17 @@ class SendChannel:
         self.stream = f"{prefix}qj:out"
         self._result = f"{prefix}qj:result:"
         self._wake = f"{prefix}qj:wake:"
+        self._queued = f"{prefix}qj:queued:"
+        self._submit = client.register_script(_SUBMIT_ONCE)
 
     # -- worker side -----------------------------------------------------------------------
-    def submit(self, frame: dict) -> None:
-        self.r.xadd(self.stream, {"req_id": frame["req_id"], "frame": json.dumps(frame, ensure_ascii=False),
-                                  "at": f"{time.time():.6f}"}, maxlen=200_000, approximate=True)
+    def submit(self, frame: dict) -> float | None:
+        """Queue `frame` for the listener, once per req_id: None if queued now, else the time it was
+        first queued (by a run that died waiting for its answer; wait for that one, don't repeat it)."""
+        now = f"{time.time():.6f}"
+        earlier = self._submit(keys=[self._queued + frame["req_id"], self.stream],
+                               args=[now, frame["req_id"], json.dumps(frame, ensure_ascii=False), RESULT_TTL])
+        return float(earlier) if earlier else None
 
     def result(self, req_id: str) -> dict | None:
         raw = self.r.get(self._result + req_id)

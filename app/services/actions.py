@@ -68,17 +68,45 @@ def run(task_id: str, owner: str) -> Outcome:
         return Outcome(done=True)
     if task.action.get("type") == "transfer_to_designer":
         return _transfer(task, owner)
+    sends = Sends(task)
     try:
-        target = recipient(task)
-        result = _send_all(task, owner, target)
+        result = _send_all(task, owner, recipient(task), sends)
     except Unrecoverable as exc:
-        return _finish(task, owner, failed_with=str(exc))
+        return _finish(task, owner, sends, failed_with=str(exc))
     except StepFailed as exc:
-        return _after_failure(task, owner, str(exc))
+        return _after_failure(task, owner, sends, str(exc))
     except LeaseLost:
         log.warning("task %s: lease lost to another worker; stopping", task_id, extra={"task_id": task_id})
         return Outcome(done=True)
-    return _finish(task, owner, result=result)
+    return _finish(task, owner, sends, result=result)
+
+
+class Sends:
+    """What this run learned about the steps (acknowledged or not), written to SQL when it ends.
+
+    Nothing is written per step: an in-flight send is known to the hand-off in Redis (SendChannel
+    queues a req_id once), and the steps' outcome lands with the task's next status write.
+    """
+
+    def __init__(self, task: Task):
+        self.progress = dict(task.progress or {})
+        self.events: list[tuple[str, dict]] = []
+        self.lease_renewed = time.monotonic()
+
+    def done(self, index: int) -> bool:
+        return bool((self.progress.get(str(index)) or {}).get("ok"))
+
+    def note(self, index: int, req_id: str, outcome: dict | None) -> None:
+        ok = bool(outcome and outcome.get("ok"))
+        self.progress[str(index)] = {"req_id": req_id, "ok": ok}
+        detail = {"step": index, "req_id": req_id, "ok": ok}
+        if not ok:
+            detail["error"] = (outcome or {}).get("error") or "no send_result"
+        self.events.append(("send", detail))
+
+    def write(self, session, task_id: str) -> None:
+        for kind, detail in self.events:
+            state_machine.record(session, task_id, kind, detail)
 
 
 def _transfer(task: Task, owner: str) -> Outcome:
@@ -109,94 +137,93 @@ def recipient(task: Task) -> tuple[str, str]:
     return acc_id, to_id
 
 
-def _send_all(task: Task, owner: str, target: tuple[str, str]) -> dict:
+def _send_all(task: Task, owner: str, target: tuple[str, str], sends: Sends) -> dict:
     rt = runtime.current()
     channel = SendChannel(rt.redis, rt.settings.redis_prefix)
     timeout = rt.settings.qingjian_send_timeout
-    progress = dict(task.progress or {})
-    sent = []
     for index, step in enumerate(plan.plan_steps(task.action)):
-        record = progress.get(str(index)) or {}
-        if record.get("ok"):
-            sent.append(record["req_id"])
+        if sends.done(index):
             continue
-        req, outcome = _send_step(channel, task, owner, progress, index, step, target, timeout)
+        _keep_lease(task.task_id, owner, sends)
+        req, outcome = _send_step(channel, task, sends, index, step, target, timeout)
+        sends.note(index, req, outcome)
         if outcome is None:
             raise StepFailed(f"step {index}: no send_result from 轻简 within {timeout:g}s ({req})")
         if not outcome.get("ok"):
             raise StepFailed(f"step {index}: 轻简 refused the send: {outcome.get('error') or 'unknown error'}")
-        progress[str(index)] = {**progress[str(index)], "req_id": req, "ok": True}
-        _save_progress(task.task_id, owner, progress, event={"kind": "sent", "step": index, "req_id": req})
-        sent.append(req)
-    return {"sent": sent, "to_id": target[1], "acc_id": target[0]}
+    steps = sorted(sends.progress.items(), key=lambda item: int(item[0]))
+    return {"sent": [record["req_id"] for _, record in steps], "to_id": target[1], "acc_id": target[0]}
 
 
-def _send_step(channel, task, owner, progress, index, step, target, timeout) -> tuple[str, dict | None]:
+def _send_step(channel, task, sends, index, step, target, timeout) -> tuple[str, dict | None]:
     """Send one step under this attempt's req_id, unless an earlier send of it settles the matter."""
-    req = plan.req_id(task.task_id, index, task.retry_count)
-    record = progress.get(str(index)) or {}
-    prior = record.get("req_id")
-    if prior == req:
-        # This very attempt was sent by a run that died: wait out its answer rather than repeat it.
-        return req, channel.wait(req, max(0.0, timeout - (time.time() - float(record.get("at", 0)))))
+    prior = (sends.progress.get(str(index)) or {}).get("req_id")
     if prior:
         late = channel.result(prior)
         if late and late.get("ok"):  # an earlier attempt got through after all
             return prior, late
-    progress[str(index)] = {"req_id": req, "at": time.time()}
-    _save_progress(task.task_id, owner, progress,
-                   event={"kind": "send", "step": index, "req_id": req, "what": step["kind"]})
+    req = plan.req_id(task.task_id, index, task.retry_count)
     acc_id, to_id = target
-    channel.submit(send_frame(step, acc_id=acc_id, to_id=to_id, req_id=req))
+    queued_earlier = channel.submit(send_frame(step, acc_id=acc_id, to_id=to_id, req_id=req))
+    if queued_earlier is not None:
+        # This very attempt was queued by a run that died: wait out its answer rather than repeat it.
+        return req, channel.wait(req, max(0.0, timeout - (time.time() - queued_earlier)))
     return req, channel.wait(req, timeout)
 
 
-def _save_progress(task_id: str, owner: str, progress: dict, event: dict) -> None:
+def _keep_lease(task_id: str, owner: str, sends: Sends) -> None:
+    """Renew the lease when a third of it is gone, so a long multi-step action is not re-driven."""
     rt = runtime.current()
+    if time.monotonic() - sends.lease_renewed < rt.settings.action_lease_seconds / 3:
+        return
     with session_scope() as session:
-        kept = state_machine.update_running(
-            session, task_id, where=_lease_held(owner), progress=progress,
-            lease_expires_at=utcnow() + timedelta(seconds=rt.settings.action_lease_seconds),
-        )
-        if not kept:
+        if not state_machine.update_running(
+                session, task_id, where=_lease_held(owner),
+                lease_expires_at=utcnow() + timedelta(seconds=rt.settings.action_lease_seconds)):
             raise LeaseLost(task_id)
-        kind = event.pop("kind")
-        state_machine.record(session, task_id, kind, event)
+    sends.lease_renewed = time.monotonic()
 
 
 class LeaseLost(Exception):
     """Another worker took the task over (this one was presumed dead); stop without a trace."""
 
 
-def _finish(task: Task, owner: str, *, result: dict | None = None, failed_with: str | None = None) -> Outcome:
+def _finish(task: Task, owner: str, sends: Sends | None = None, *, result: dict | None = None,
+            failed_with: str | None = None) -> Outcome:
     rt = runtime.current()
     target = states.FAILED if failed_with else states.COMPLETED
     with session_scope() as session:
+        if sends is not None:
+            sends.write(session, task.task_id)
         moved = state_machine.move(
             session, task.task_id, target, result=result, error=failed_with, where=_lease_held(owner),
+            values={"progress": sends.progress} if sends is not None else None,
             callbacks_enabled=bool(rt.settings.callback_url), zone=rt.settings.app_timezone,
         )
+        if not moved.won:  # the lease was lost: leave no history of this run
+            session.rollback()
     received_at = (task.triggered_by or {}).get("received_at")
     if moved.won and target == states.COMPLETED and received_at:
         stats.observe_latency(time.time() - float(received_at))
     return Outcome(done=True, status=target if moved.won else moved.previous)
 
 
-def _after_failure(task: Task, owner: str, error: str) -> Outcome:
+def _after_failure(task: Task, owner: str, sends: Sends, error: str) -> Outcome:
     """Retry while retries and time remain; past the deadline the task times out, else it fails."""
     rt = runtime.current()
     now = utcnow()
     with session_scope() as session:
+        sends.write(session, task.task_id)
         state_machine.record(session, task.task_id, "attempt_failed",
                              {"attempt": task.retry_count, "error": error}, now=now)
         if now >= task.expires_at:
             moved = state_machine.move(session, task.task_id, states.TIMEOUT, error=f"deadline passed; last error: {error}",
-                                       where=_lease_held(owner), callbacks_enabled=bool(rt.settings.callback_url),
+                                       where=_lease_held(owner), values={"progress": sends.progress}, callbacks_enabled=bool(rt.settings.callback_url),
                                        zone=rt.settings.app_timezone, now=now)
             return Outcome(done=True, status=states.TIMEOUT if moved.won else moved.previous)
         if task.retry_count >= task.max_retry:
             moved = state_machine.move(session, task.task_id, states.FAILED, error=error,
-                                       where=_lease_held(owner), callbacks_enabled=bool(rt.settings.callback_url),
+                                       where=_lease_held(owner), values={"progress": sends.progress}, callbacks_enabled=bool(rt.settings.callback_url),
                                        zone=rt.settings.app_timezone, now=now)
             return Outcome(done=True, status=states.FAILED if moved.won else moved.previous)
         delay = plan.retry_delay(task.retry_count, random.random())
@@ -204,9 +231,11 @@ def _after_failure(task: Task, owner: str, error: str) -> Outcome:
         # re-drive a task whose retry is merely waiting.
         kept = state_machine.update_running(
             session, task.task_id, where=_lease_held(owner), retry_count=task.retry_count + 1,
-            error_message=error, lease_owner=None,
+            error_message=error, lease_owner=None, progress=sends.progress,
             lease_expires_at=now + timedelta(seconds=delay + rt.settings.action_lease_seconds),
         )
+        if not kept:  # the lease was lost: leave no history of this run
+            session.rollback()
     if not kept:
         return Outcome(done=True)
     log.info("task %s: attempt %d failed (%s); retry in %.1fs", task.task_id, task.retry_count, error, delay,

@@ -27,7 +27,7 @@ def process_event(event: InboundEvent) -> list[str]:
         spec for spec in firing_order(specs)
         if matches(spec, event) and (spec["t"] not in MESSAGE_TRIGGERS or within_lookback(spec, event))
     ]
-    won = [spec for spec in hits if claim(spec["id"], event, enqueue=False)]
+    won = [spec for spec in hits if claim(spec["id"], event, spec=spec)]
     # One after another, in firing order (CONTRACTS.md §1: "they run in priority order"): as separate
     # actions they would race on the worker pool. A link lost on the way is re-driven by beat when its
     # claim's lease lapses, so one slow action never holds the others back for longer than a lease.
@@ -42,9 +42,9 @@ def triggered_by(event: InboundEvent) -> dict:
             "received_at": event.received_at}
 
 
-def claim(task_id: str, event: InboundEvent | None, enqueue: bool = True) -> bool:
-    """waiting -> running for whoever gets there first; the winner enqueues the action (unless the
-    caller enqueues it itself, `enqueue=False`).
+def claim(task_id: str, event: InboundEvent | None, spec: dict | None = None) -> bool:
+    """waiting -> running for whoever gets there first; the winner enqueues the action, unless the
+    caller passes the task's index `spec` (process_event: it enqueues its winners together).
 
     The claim carries a lease: if the action is never run (the winner died before enqueueing, or the
     worker died mid-action), beat sees the lapsed lease and enqueues it again.
@@ -59,13 +59,14 @@ def claim(task_id: str, event: InboundEvent | None, enqueue: bool = True) -> boo
                     "lease_expires_at": now + timedelta(seconds=rt.settings.action_lease_seconds)},
             callbacks_enabled=bool(rt.settings.callback_url), zone=rt.settings.app_timezone, now=now,
         )
-        priority = session.scalar(select(Task.priority).where(Task.task_id == task_id)) if moved.won else None
+        priority = session.scalar(select(Task.priority).where(Task.task_id == task_id)) \
+            if moved.won and spec is None else None
     if moved.won or moved.previous != states.PENDING:
-        registration.forget(task_id)  # fired, or a stale index entry of a task that no longer waits
+        registration.forget(task_id, spec)  # fired, or a stale index entry of a task that no longer waits
     if not moved.won:
         return False
     log.info("task %s fired by %s", task_id, by.get("msg_id") or by["kind"],
              extra={"task_id": task_id, "event": "fired"})
-    if enqueue:
+    if spec is None:
         queueing.enqueue_action(task_id, priority)
     return True

@@ -56,25 +56,27 @@ def receive(body: dict, data: dict) -> Received:
     rt = runtime.current()
     digest = body_hash(body)
     task_id = data["task_id"]
-    with session_scope() as session:
-        existing = session.get(Task, task_id)
-    if existing is not None:  # judged outside the transaction: it may need one of its own
-        return _same_or_conflict(existing, digest)
-
-    task = _new_task(data, body, digest, rt.settings)
+    try:
+        task = _new_task(data, body, digest, rt.settings)
+    except FieldErrors:
+        # A repeat of a body that was valid when first received (its time has since passed).
+        repeat = repeat_of(body)
+        if repeat is None:
+            raise
+        return repeat
     try:
         with session_scope() as session:
             session.add(task)
             session.flush()
             state_machine.record(session, task_id, "received", {"created_by": task.created_by},
                                  now=task.created_at)
-    except IntegrityError:  # the same id raced in from another request
+    except IntegrityError:  # the id is taken: a repeat (or a conflict), judged outside that transaction
         with session_scope() as session:
             existing = session.get(Task, task_id)
         return _same_or_conflict(existing, digest)
     log.info("task %s received (%s, %s)", task_id, task.trigger_type, task.action_type,
              extra={"task_id": task_id, "event": "received"})
-    status = registration.activate(task_id)
+    status = registration.activate(task_id, registration.spec_of(task))
     return Received(task_id, status, True)
 
 

@@ -26,16 +26,16 @@ def spec_of(task: Task) -> dict:
     )
 
 
-def activate(task_id: str) -> str:
+def activate(task_id: str, spec: dict | None = None) -> str:
     """pending -> registered in Redis -> waiting, then catch up on messages that raced the task in.
 
     If Redis is down the task stays pending and the reconciler finishes the job; either way the
-    current status is returned.
+    current status is returned. `spec`, when the caller has it, saves reading the task back.
     """
     rt = runtime.current()
-    with session_scope() as session:
-        task = session.get(Task, task_id)
-        spec = spec_of(task)
+    if spec is None:
+        with session_scope() as session:
+            spec = spec_of(session.get(Task, task_id))
     try:
         rt.registry.register(spec)
     except redis.RedisError:
@@ -72,11 +72,11 @@ def catch_up(spec: dict) -> None:
             return
 
 
-def forget(task_id: str) -> None:
+def forget(task_id: str, spec: dict | None = None) -> None:
     """Take a task that no longer waits out of the index (best effort: a stale entry only costs a
-    failed claim, and the reconciler drops it)."""
+    failed claim, and the reconciler drops it). `spec`, when at hand, saves reading it back."""
     try:
-        runtime.current().registry.unregister(task_id)
+        runtime.current().registry.unregister(task_id, spec)
     except redis.RedisError:
         log.warning("could not unregister %s; the reconciler will", task_id, extra={"task_id": task_id})
 

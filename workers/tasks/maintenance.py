@@ -4,6 +4,7 @@ import logging
 from celery import shared_task
 
 from app import heartbeat, runtime
+from app.locks import RedisLock
 from app.services import maintenance, registration
 
 log = logging.getLogger(__name__)
@@ -19,15 +20,20 @@ def _exclusive(name: str, ttl_ms: int) -> bool:
 @shared_task(name="maintenance.tick", ignore_result=True)
 def tick() -> dict | None:
     """Due timers, deadlines, lapsed action leases (every half second)."""
-    if not _exclusive("tick", 400):
-        return None
     rt = runtime.current()
-    heartbeat.beat(rt.redis, rt.settings.redis_prefix, "beat")
-    return {
-        "timers_fired": maintenance.fire_due_timers(),
-        "timed_out": maintenance.expire_deadlines(),
-        "redriven": maintenance.redrive_lapsed_leases(),
-    }
+    # Held for the whole sweep (not a fixed period), so a long sweep never overlaps the next one.
+    alone = RedisLock(rt.redis, f"{rt.settings.redis_prefix}lock:tick", ttl_ms=60_000)
+    if not alone.acquire():
+        return None
+    try:
+        heartbeat.beat(rt.redis, rt.settings.redis_prefix, "beat")
+        return {
+            "timers_fired": maintenance.fire_due_timers(),
+            "timed_out": maintenance.expire_deadlines(),
+            "redriven": maintenance.redrive_lapsed_leases(),
+        }
+    finally:
+        alone.release()
 
 
 @shared_task(name="maintenance.upkeep", ignore_result=True)

@@ -1,0 +1,120 @@
+"""callbacks: callbacks delivered per second to a fast receiver.
+
+N callback_outbox rows (and the task rows they belong to) are written directly in SQL, pending and
+due; then `callbacks.deliver` is enqueued once per row, as fast as one producer can, and the clock runs
+until SQL shows every row `delivered`. The receiver is a minimal threaded HTTP/1.1 server on 127.0.0.1
+answering 200 at once (keep-alive). Callbacks are signed (TIANWANG_CALLBACK_SECRET set), as in
+production. Only workers run (no beat, so nothing is re-driven behind our back).
+
+Reference: `bench.noop` published the same way to the `callbacks` queue, consumed by a
+-I bench.noop_tasks worker of the same concurrency.
+"""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from datetime import timedelta
+
+import redis
+from sqlalchemy import func, insert, select
+
+from bench import common
+from bench.common import cpu_delta, cpu_seconds, wait_until
+from bench.b_match import _measure
+
+
+def _rows(n: int, run_id: str):
+    from app.timeutil import iso, utcnow
+
+    now = utcnow() - timedelta(seconds=5)
+    tasks, outbox = [], []
+    for i in range(n):
+        task_id = f"CB{run_id}{i:06d}"
+        body = {"task_id": task_id, "type": "bench_cb", "trigger": {"type": "customer_reply", "keyword": "x"},
+                "action": {"type": "send_message", "message": "x"}}
+        tasks.append(dict(task_id=task_id, type="bench_cb", trigger_type="customer_reply", action_type="send_message",
+                          priority="normal", timeout_hours=24.0, status="completed", retry_count=0, max_retry=3,
+                          created_at=now, updated_at=now, completed_at=now, trigger=body["trigger"],
+                          action=body["action"], raw=body, body_hash="0" * 64, expires_at=now + timedelta(hours=24)))
+        event_id = str(uuid.uuid4())
+        payload = json.dumps({"event_id": event_id, "task_id": task_id, "status": "completed", "error": None,
+                              "result": {"sent": [f"{task_id}:0:0"]}, "timestamp": iso(now)},
+                             ensure_ascii=False, separators=(",", ":"))
+        outbox.append(dict(event_id=event_id, task_id=task_id, status="completed", body=payload, state="pending",
+                           created_at=now, next_attempt_at=now, attempts=0))
+    return tasks, outbox
+
+
+def run_db(bench, kind: str, progress) -> dict:
+    from app.db import session_scope
+    from app.models import CallbackOutbox, Task
+
+    n = 300 if bench.quick else 5_000
+    db_url = common.fresh_db(kind, "callbacks")
+    url = common.redis_url(common.REDIS_DB_SYSTEM)
+    client = redis.Redis.from_url(url)
+    run_id = uuid.uuid4().hex[:4]
+    out = {"db": kind, "settings": {"callbacks": n, "worker_concurrency": bench.concurrency,
+                                    "receiver": "ThreadingHTTPServer, HTTP/1.1 keep-alive, answers 200",
+                                    "signed": True}}
+    with bench.scope():
+        receiver = bench.receiver()
+        system = bench.system(db_url, url, TIANWANG_CALLBACK_URL=receiver.url,
+                              TIANWANG_CALLBACK_SECRET=common.CALLBACK_SECRET)
+        worker = bench.worker(system)
+        common.in_process_app(system.env)  # the runtime (SQL engine) of this process
+        warm_tasks, warm_outbox = _rows(20, run_id + "w")
+        tasks, outbox = _rows(n, run_id)
+        with session_scope() as s:
+            s.execute(insert(Task), warm_tasks + tasks)
+            s.execute(insert(CallbackOutbox), warm_outbox + outbox)
+        app = common.producer(url)
+        for row in warm_outbox:
+            app.send_task("callbacks.deliver", args=[row["event_id"]], queue="callbacks")
+
+        def delivered() -> int:
+            with session_scope() as s:
+                return s.scalar(select(func.count()).select_from(CallbackOutbox)
+                                .where(CallbackOutbox.state == "delivered"))
+
+        ok, _ = wait_until(lambda: delivered() >= 20, 90, 0.1)
+        if not ok:
+            raise RuntimeError("warm-up callbacks were not delivered\n" + system.dump_logs())
+        groups = {"worker": worker.p.pid}
+        bench.profile(f"callbacks-{kind}", {"worker": worker}, n / 150)
+        cpu0 = cpu_seconds(groups, client)
+        t0 = time.time()
+        for row in outbox:
+            app.send_task("callbacks.deliver", args=[row["event_id"]], queue="callbacks")
+        t_pub = time.time()
+        # Poll the receiver's in-memory count first (no load on the database), then SQL.
+        wait_until(lambda: receiver.count >= 20 + n, 60 + n / 20, 0.01)
+        ok, t_done = wait_until(lambda: delivered() >= 20 + n, 30, 0.01)
+        cpu1 = cpu_seconds(groups, client)
+        got = delivered() - 20
+        elapsed = t_done - t0
+        out["deliver"] = {"n": n, "delivered": got, "all_delivered": bool(ok), "seconds": round(elapsed, 3),
+                          "per_second": round(got / elapsed, 1), "publish_per_second": round(n / (t_pub - t0), 1),
+                          "receiver_count": receiver.count, "cpu_seconds": cpu_delta(cpu0, cpu1)}
+        out["deliver"]["cpu_ms_per_callback"] = {k: round(1000 * v / max(1, got), 3)
+                                                 for k, v in out["deliver"]["cpu_seconds"].items()}
+        progress()
+    # the reference, same worker count, same queue
+    ref_url = common.redis_url(common.REDIS_DB_REF)
+    ref_client = redis.Redis.from_url(ref_url)
+    with bench.scope():
+        system = bench.system(db_url, ref_url)
+        worker = bench.worker(system, "noop-worker", include="bench.noop_tasks")
+        app = common.producer(ref_url)
+        common.worker_warm(ref_client, lambda i: app.send_task("bench.noop", queue="callbacks"), n=20)
+
+        def inject():
+            for _ in range(n):
+                app.send_task("bench.noop", queue="callbacks")
+        out["reference_noop"] = _measure(ref_client, inject, n, {"worker": worker.p.pid}, timeout=60 + n / 20)
+        progress()
+    rate = out["deliver"]["per_second"]
+    out["ratio_to_noop"] = round(rate / out["reference_noop"]["per_second"], 3)
+    out["targets"] = {"per_second": {"target": ">= 500", "value": rate, "pass": rate >= 500}}
+    return out
