@@ -8,12 +8,12 @@ from __future__ import annotations
 from flask import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
-from sqlalchemy import func, inspect, select, text
+from sqlalchemy import func, select
 
 from app import heartbeat, runtime, stats
-from app.db import engine, session_scope
+from app.db import session_scope
 from app.domain import states
-from app.models import CallbackOutbox, Task
+from app.models import CallbackOutbox, Dispatch, Task
 from app.timeutil import utcnow
 
 LISTENER_COUNTERS = ("received", "duplicates", "malformed", "unknown", "reconnects", "sends")
@@ -107,10 +107,8 @@ class BridgeCollector:
         yield age
 
     def _dispatches(self):
-        if "dispatches" not in inspect(engine()).get_table_names():
-            return
-        with engine().connect() as conn:
-            counts = dict(conn.execute(text("SELECT status, COUNT(*) FROM dispatches GROUP BY status")).all())
+        with session_scope() as session:
+            counts = dict(session.execute(select(Dispatch.status, func.count()).group_by(Dispatch.status)).all())
         outcomes = GaugeMetricFamily("tianwang_dispatches", "Dispatches to designers by status", labels=["status"])
         for status, count in sorted(counts.items()):
             outcomes.add_metric([status], count)

@@ -29,3 +29,8 @@ def test_customer_reply_sends_the_file_and_calls_back(live):
                or sorted(live.tianwang.statuses(task_id)) == ["completed", "running"], 15,
                message="callbacks running and completed")
     assert live.tianwang.bad_signatures == 0
+    metrics = live.client.get("/metrics").get_data(as_text=True)
+    assert "tianwang_listener_connected 1.0" in metrics
+    count = next(float(l.split()[-1]) for l in metrics.splitlines()
+                 if l.startswith("tianwang_firing_latency_seconds_count"))
+    assert count >= 1
