@@ -14,10 +14,11 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings | None = None) -> Flask:
     from flask_swagger_ui import get_swaggerui_blueprint
 
-    from app import queueing, runtime, state_machine
+    from app import runtime, state_machine
     from app.api import dispatch, system, tasks
     from app.api.guard import init_guard
     from app.extensions import api, celery_init_app
+    from app.services import callbacks
     from app.metrics import metrics_view
 
     settings = settings or Settings.from_env()
@@ -39,7 +40,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         CELERY={"broker_url": settings.celery_broker_url, "result_backend": settings.celery_result_backend},
     )
     celery_init_app(app)
-    state_machine.set_callback_hook(queueing.enqueue_callback)
+    state_machine.set_callback_hook(callbacks.wake)
     init_guard(app, settings)
     api.init_app(app)
     api.register_blueprint(tasks.blp)

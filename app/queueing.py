@@ -39,8 +39,8 @@ def enqueue_match(event: dict) -> None:
     _send("messages.match", [event], MATCH_QUEUE)
 
 
-def enqueue_callback(event_id: str) -> None:
-    _send("callbacks.deliver", [event_id], CALLBACK_QUEUE)
+def enqueue_callback_flush() -> None:
+    _send("callbacks.flush", [], CALLBACK_QUEUE)
 
 
 def enqueue_dispatch(dispatch_id: str, token: str) -> None:

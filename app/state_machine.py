@@ -190,8 +190,8 @@ def update_running(session: Session, task_id: str, *, where: tuple = (), **value
     return hit == 1
 
 
-# Callbacks are delivered by whoever committed them, right after the commit (and re-driven by beat
-# if that never happens). The hook is set by the process (web or worker) that can enqueue them.
+# A commit that wrote callback rows wakes their delivery right away (beat re-drives it otherwise).
+# The hook is set by the process (web or worker) that can enqueue work.
 _callback_hook = None
 
 
@@ -202,13 +202,11 @@ def set_callback_hook(fn) -> None:
 
 @event.listens_for(Session, "after_commit")
 def _deliver_committed_callbacks(session: Session) -> None:
-    due = session.info.pop("callbacks_due", None)
-    if due and _callback_hook is not None:
-        for event_id in due:
-            try:
-                _callback_hook(event_id)
-            except Exception:  # the outbox row is safe; beat re-drives it
-                log.warning("could not enqueue callback %s; beat will re-drive it", event_id, exc_info=True)
+    if session.info.pop("callbacks_due", None) and _callback_hook is not None:
+        try:
+            _callback_hook()
+        except Exception:  # the outbox rows are safe; beat wakes their delivery
+            log.warning("could not wake callback delivery; beat will", exc_info=True)
 
 
 @event.listens_for(Session, "after_rollback")

@@ -1,8 +1,9 @@
 """callbacks: callbacks delivered per second to a fast receiver.
 
 N callback_outbox rows (and the task rows they belong to) are written directly in SQL, pending and
-due; then `callbacks.deliver` is enqueued once per row, as fast as one producer can, and the clock runs
-until SQL shows every row `delivered`. The receiver is a minimal threaded HTTP/1.1 server on 127.0.0.1
+due; then one `callbacks.flush` per worker process is enqueued (what the commits' wake-ups amount to
+under load: each flush claims batches of due rows), and the clock runs until SQL shows every row
+`delivered`. The receiver is a minimal threaded HTTP/1.1 server on 127.0.0.1
 answering 200 at once (keep-alive). Callbacks are signed (TIANWANG_CALLBACK_SECRET set), as in
 production. Only workers run (no beat, so nothing is re-driven behind our back).
 
@@ -67,11 +68,10 @@ def run_db(bench, kind: str, progress) -> dict:
         warm_tasks, warm_outbox = _rows(20, run_id + "w")
         tasks, outbox = _rows(n, run_id)
         with session_scope() as s:
-            s.execute(insert(Task), warm_tasks + tasks)
-            s.execute(insert(CallbackOutbox), warm_outbox + outbox)
+            s.execute(insert(Task), warm_tasks)
+            s.execute(insert(CallbackOutbox), warm_outbox)
         app = common.producer(url)
-        for row in warm_outbox:
-            app.send_task("callbacks.deliver", args=[row["event_id"]], queue="callbacks")
+        app.send_task("callbacks.flush", queue="callbacks")
 
         def delivered() -> int:
             with session_scope() as s:
@@ -83,10 +83,13 @@ def run_db(bench, kind: str, progress) -> dict:
             raise RuntimeError("warm-up callbacks were not delivered\n" + system.dump_logs())
         groups = {"worker": worker.p.pid}
         bench.profile(f"callbacks-{kind}", {"worker": worker}, n / 150)
+        with session_scope() as s:
+            s.execute(insert(Task), tasks)
+            s.execute(insert(CallbackOutbox), outbox)
         cpu0 = cpu_seconds(groups, client)
         t0 = time.time()
-        for row in outbox:
-            app.send_task("callbacks.deliver", args=[row["event_id"]], queue="callbacks")
+        for _ in range(bench.concurrency):
+            app.send_task("callbacks.flush", queue="callbacks")
         t_pub = time.time()
         # Poll the receiver's in-memory count first (no load on the database), then SQL.
         wait_until(lambda: receiver.count >= 20 + n, 60 + n / 20, 0.01)

@@ -87,8 +87,9 @@ def redrive_lapsed_leases(limit: int = BATCH) -> int:
     return count
 
 
-def redrive_callbacks() -> int:
-    due = callbacks.overdue()
-    for event_id in due:
-        queueing.enqueue_callback(event_id)
-    return len(due)
+def wake_due_callbacks() -> int:
+    """Callbacks due (retries whose time came, or rows whose flush was lost): wake a flush."""
+    due = callbacks.due_count()
+    if due:
+        callbacks.wake()
+    return due

@@ -166,5 +166,6 @@ def test_a_wrong_secret_fails_the_signature_check(isolated):
     task_id = _fire_one(live)
     wait_until(lambda: live.tianwang.bad_signatures >= 2, 20, 0.2, "rejected signatures")
     assert task_id not in str(live.tianwang.events)
+    wait_until(lambda: all(row.state != "pending" for row in _outbox(live, task_id)), 10, 0.2, "settled")
     rows = _outbox(live, task_id)
-    assert all(row.state == "failed" and "401" in row.last_error for row in rows)
+    assert len(rows) == 2 and all(row.state == "failed" and "401" in row.last_error for row in rows)

@@ -19,7 +19,7 @@ def _exclusive(name: str, ttl_ms: int) -> bool:
 
 @shared_task(name="maintenance.tick", ignore_result=True)
 def tick() -> dict | None:
-    """Due timers, deadlines, lapsed action leases (every half second)."""
+    """Due timers, deadlines, lapsed action leases, due callbacks (every half second)."""
     rt = runtime.current()
     # Held for the whole sweep (not a fixed period), so a long sweep never overlaps the next one.
     alone = RedisLock(rt.redis, f"{rt.settings.redis_prefix}lock:tick", ttl_ms=60_000)
@@ -31,6 +31,7 @@ def tick() -> dict | None:
             "timers_fired": maintenance.fire_due_timers(),
             "timed_out": maintenance.expire_deadlines(),
             "redriven": maintenance.redrive_lapsed_leases(),
+            "callbacks_due": maintenance.wake_due_callbacks(),
         }
     finally:
         alone.release()
@@ -38,10 +39,10 @@ def tick() -> dict | None:
 
 @shared_task(name="maintenance.upkeep", ignore_result=True)
 def upkeep() -> dict | None:
-    """Overdue callbacks, and the Redis index reconciled with SQL."""
+    """The Redis index reconciled with SQL."""
     if not _exclusive("upkeep", 4000):
         return None
-    done = {"callbacks_redriven": maintenance.redrive_callbacks()}
+    done = {}
     full_due = _exclusive("reconcile-full", int(FULL_RECONCILE_EVERY * 1000))
     if full_due or registration.index_drift():
         done["reconcile"] = registration.reconcile()
