@@ -120,4 +120,4 @@ _registry.register(BridgeCollector())
 
 
 def metrics_view() -> Response:
-    return Response(generate_latest(_registry), mimetype=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(_registry), content_type=CONTENT_TYPE_LATEST)

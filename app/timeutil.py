@@ -28,7 +28,11 @@ def parse_wire_time(text: str) -> datetime:
     text = text.strip()
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
-    return datetime.fromisoformat(text)
+    moment = datetime.fromisoformat(text)
+    # Near the ends of datetime's range a zone shift or a deadline would overflow; no task lives there.
+    if not 1970 <= moment.year <= 9998:
+        raise ValueError(f"year {moment.year} is out of range (1970-9998)")
+    return moment
 
 
 def epoch(moment: datetime) -> float:

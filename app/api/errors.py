@@ -10,6 +10,8 @@ from flask_smorest import Api
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
+from app.schemas import EnvelopeSchema
+
 log = logging.getLogger(__name__)
 
 MESSAGES = {400: "malformed request body", 401: "missing or wrong API key", 404: "not found",
@@ -50,6 +52,8 @@ def flatten(messages, prefix: str = "") -> dict[str, list[str]]:
 class EnvelopeApi(Api):
     """flask-smorest's Api, answering its errors (webargs 422s included) in our envelope."""
 
+    ERROR_SCHEMA = EnvelopeSchema  # and documenting them so in the OpenAPI document
+
     def handle_http_exception(self, error: HTTPException):
         code = error.code or 500
         data = getattr(error, "data", None) or {}
@@ -62,7 +66,11 @@ class EnvelopeApi(Api):
         message = data.get("message") or MESSAGES.get(code) or error.name
         if code == 400 and not data:
             message = MESSAGES[400]
-        return envelope(code, message, None, errors)
+        response = envelope(code, message, None, errors)
+        for name, value in error.get_headers():  # e.g. a 405's Allow
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
 
     def init_app(self, app, *args, **kwargs):
         super().init_app(app, *args, **kwargs)

@@ -38,6 +38,12 @@ def init_guard(app: Flask, settings) -> None:
         if settings.auth_enabled and path not in PUBLIC and not path.startswith("/api/docs"):
             if not key_is_valid(_presented_key(), settings.api_keys):
                 return envelope(401, "missing or wrong API key")
+        if request.routing_exception is not None:
+            return None  # 404 / 405 first: a body is only judged on a route that takes one
+        if "\x00" in path:
+            return envelope(404, "not found")
+        if any("\x00" in value for value in request.args.values()):
+            return envelope(422, "validation failed", None, {"query": ["NUL characters are not allowed"]})
         if request.method in ("POST", "PUT", "PATCH"):
             return _check_json_object()
         return None
@@ -55,6 +61,27 @@ def _check_json_object():
         return envelope(400, "body is not valid JSON")
     if not isinstance(body, dict):
         return envelope(400, "body must be a JSON object")
+    # JSON escapes can spell what no database stores: a lone surrogate (not Unicode) or NUL.
+    for text in _strings(body):
+        if "\x00" in text:
+            return envelope(400, "body holds a NUL character (\\u0000), which cannot be stored")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return envelope(400, "body holds a lone surrogate (\\ud800-\\udfff): not valid Unicode")
     if not request.is_json:
         return envelope(400, "Content-Type must be application/json")
     return None
+
+
+def _strings(value):
+    """Every string in a parsed JSON value, keys included."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
