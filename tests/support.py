@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import redis
@@ -315,3 +316,38 @@ class TcpProxy:
 
     def stop(self) -> None:
         self.cut()
+
+
+@contextmanager
+def gunicorn(db_url: str, redis_url: str, log_path: Path, workers: int = 2, threads: int = 4):
+    """A real `gunicorn wsgi:app` on a free loopback port (the Procfile's settings); yields its base URL."""
+    import requests
+
+    port = free_port()
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "gunicorn"), "wsgi:app", "--bind", f"127.0.0.1:{port}", "-w",
+         str(workers), "--threads", str(threads), "--graceful-timeout", "5", "--timeout", "30"],
+        env=base_env(db_url, redis_url), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+
+    def healthy():
+        if proc.poll() is not None:
+            raise AssertionError("gunicorn exited:\n" + log_path.read_text(errors="replace")[-4000:])
+        try:
+            return requests.get(f"{base}/api/health", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    try:
+        wait_until(healthy, 30, 0.1, "gunicorn to answer /api/health")
+        yield base
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)  # the master, which stops its workers gracefully
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        log.close()

@@ -37,11 +37,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 
 import pytest
 import redis
@@ -50,12 +48,11 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings, strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
-    allow_header_conformance, positive_data_acceptance, response_schema_conformance, unsupported_method,
+    allow_header_conformance, positive_data_acceptance, unsupported_method,
 )
 
 from tests import support
 
-GUNICORN = Path(sys.executable).parent / "gunicorn"
 KEY = {"X-API-Key": support.API_KEY}
 BEARER = {"Authorization": f"Bearer {support.API_KEY}"}
 MAX_EXAMPLES = 25
@@ -79,45 +76,17 @@ HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "tra
 def fuzz_server(tmp_path_factory, redis_base):
     """gunicorn (`wsgi:app`, 2 workers x 4 threads) on a free loopback port, against a fresh SQLite file
     and Redis DB 8 (flushed first). Module-scoped: one server for the whole fuzz run."""
-    assert GUNICORN.exists(), GUNICORN
     tmp = tmp_path_factory.mktemp("fuzz")
     db_url = f"sqlite:///{tmp / 'fuzz.db'}"
     support.reset_database(db_url)
     redis_url = f"{redis_base}/8"
     redis.Redis.from_url(redis_url).flushdb()
-    port = support.free_port()
     log_path = tmp / "gunicorn.log"
-    log = open(log_path, "wb")
-    proc = subprocess.Popen(
-        [str(GUNICORN), "wsgi:app", "--bind", f"127.0.0.1:{port}", "-w", "2", "--threads", "4",
-         "--graceful-timeout", "5", "--timeout", "30"],
-        env=support.base_env(db_url, redis_url), cwd=support.ROOT, stdout=log, stderr=subprocess.STDOUT,
-        start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-
-    def healthy():
-        if proc.poll() is not None:
-            raise AssertionError("gunicorn exited:\n" + log_path.read_text(errors="replace")[-4000:])
-        try:
-            return requests.get(f"{base}/api/health", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
-
-    try:
-        support.wait_until(healthy, 30, 0.1, "gunicorn to answer /api/health")
+    with support.gunicorn(db_url, redis_url, log_path) as base:
         yield base
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
-        log.close()
-        tail = log_path.read_text(errors="replace")
-        # A traceback in the server log means an unhandled error somewhere, even if answered as a 5xx.
-        assert "Traceback" not in tail, tail[-4000:]
+    tail = log_path.read_text(errors="replace")
+    # A traceback in the server log means an unhandled error somewhere, even if answered as a 5xx.
+    assert "Traceback" not in tail, tail[-4000:]
 
 
 @pytest.fixture(scope="module")

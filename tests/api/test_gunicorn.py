@@ -2,12 +2,7 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import requests
@@ -16,7 +11,6 @@ from tests import support
 from tests.api.helpers import task_body
 from tests.conftest import uid
 
-GUNICORN = Path(sys.executable).parent / "gunicorn"
 
 
 def _envelope(response: requests.Response, code: int) -> dict:
@@ -32,37 +26,8 @@ def server(app, db_url, redis_base, tmp_path):
     """gunicorn on a free loopback port, against the test database and Redis DB 8 (both emptied by `app`)."""
     if not (support.ROOT / "wsgi.py").exists():
         pytest.fail("wsgi.py (exposing `app = create_app()`) is missing at the project root")
-    assert GUNICORN.exists(), GUNICORN
-    port = support.free_port()
-    log_path = tmp_path / "gunicorn.log"
-    log = open(log_path, "wb")
-    proc = subprocess.Popen(
-        [str(GUNICORN), "wsgi:app", "--bind", f"127.0.0.1:{port}", "-w", "2", "--threads", "4",
-         "--graceful-timeout", "5", "--timeout", "30"],
-        env=support.base_env(db_url, f"{redis_base}/8"), cwd=support.ROOT, stdout=log,
-        stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-
-    def healthy():
-        if proc.poll() is not None:
-            raise AssertionError("gunicorn exited:\n" + log_path.read_text(errors="replace")[-4000:])
-        try:
-            return requests.get(f"{base}/api/health", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
-
-    try:
-        support.wait_until(healthy, 30, 0.1, "gunicorn to answer /api/health")
+    with support.gunicorn(db_url, f"{redis_base}/8", tmp_path / "gunicorn.log") as base:
         yield base
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)  # the master, which stops its workers gracefully
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
-        log.close()
 
 
 def test_intake_over_http_under_gunicorn(server):
