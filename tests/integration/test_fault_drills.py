@@ -71,6 +71,26 @@ def test_listener_killed_mid_send_sends_each_step_once(isolated):
     assert q.failed == []
 
 
+def test_connection_dropped_mid_send_sends_each_step_once(isolated):
+    """轻简 drops the socket after taking the text but before answering: the listener reconnects,
+    re-sends what is unanswered under the same req_id, and the task completes with each step once."""
+    system = isolated()
+    customer = uid("c")
+    task_id = post(system, customer)
+    system.qingjian.hold()
+    system.qingjian.say(customer, "好的")
+    assert system.qingjian.wait_for_sends(1, 15), system.system.dump_logs()
+    connects = len(system.qingjian.connect_times)
+    assert system.qingjian.drop_connections() >= 1
+    system.qingjian.release()  # the held answer goes to a dead socket: lost
+    wait_until(lambda: len(system.qingjian.connect_times) > connects, 30, 0.1, "the listener to reconnect")
+    done = system.wait_status(task_id, "completed", timeout=45)
+    kinds = [s["action"] for s in system.qingjian.sent_to(customer)]
+    assert kinds == ["send_text", "send_file"], system.qingjian.sent_to(customer)
+    assert system.qingjian.duplicates_ignored >= 1  # the unanswered text went again and was recognised
+    assert done["result"]["sent"][1:] == [f"{task_id}:1:{done['retry_count']}"]
+
+
 def test_worker_killed_while_its_send_is_unanswered(isolated):
     system = isolated()
     q = system.qingjian
