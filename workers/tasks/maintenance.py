@@ -21,8 +21,9 @@ def _exclusive(name: str, ttl_ms: int) -> bool:
 def tick() -> dict | None:
     """Due timers, deadlines, lapsed action leases, due callbacks (every half second)."""
     rt = runtime.current()
-    # Held for the whole sweep (not a fixed period), so a long sweep never overlaps the next one.
-    alone = RedisLock(rt.redis, f"{rt.settings.redis_prefix}lock:tick", ttl_ms=60_000)
+    # Held for the whole sweep, so sweeps don't overlap; its TTL only matters when a worker dies
+    # mid-sweep, and then the next sweep may start 5 s later (an overlap is harmless: claims are CAS).
+    alone = RedisLock(rt.redis, f"{rt.settings.redis_prefix}lock:tick", ttl_ms=5_000)
     if not alone.acquire():
         return None
     try:
