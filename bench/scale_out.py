@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import tempfile
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -23,9 +22,9 @@ import requests
 from sqlalchemy import create_engine, text
 from tqdm import tqdm
 
+from bench import common
 from tests import support
 from tests.fakes.qingjian import FakeQingjian
-from tests.fakes.tianwang import FakeTianwang
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -65,21 +64,9 @@ def messages_for(bodies: list[dict], total: int) -> list[tuple[str, str, str]]:
 
 
 def run(n_tasks: int, n_messages: int) -> dict:
-    from bench.common import quiet_fakes
-
-    quiet_fakes()
-    if not support.postgres_available():
-        raise SystemExit("the scale-out run needs PostgreSQL at " + support.PG_URL)
-    work = Path(tempfile.mkdtemp(prefix="scale_out_"))
-    redis_proc, redis_url = support.start_embedded_redis()
-    db_url = support.create_private_database()
-    support.migrate(db_url)
-    qingjian, tianwang = FakeQingjian().start(), FakeTianwang().start()
-    system = support.System(db_url, f"{redis_url}/0", work, QINGJIAN_WS_URL=qingjian.url,
-                            TIANWANG_CALLBACK_URL=tianwang.url, ACTION_LEASE_SECONDS="10",
-                            QINGJIAN_SEND_TIMEOUT="5", LOG_LEVEL="WARNING")
     report: dict = {"tasks": n_tasks, "messages": n_messages}
-    try:
+    with common.private_system("scale_out", report, ACTION_LEASE_SECONDS="10", QINGJIAN_SEND_TIMEOUT="5") as private:
+        system, qingjian, tianwang, db_url = private.system, private.qingjian, private.tianwang, private.db_url
         ports = [support.free_port(), support.free_port()]
         for i, port in enumerate(ports):
             system.web(port, name=f"web{i}")
@@ -89,7 +76,7 @@ def run(n_tasks: int, n_messages: int) -> dict:
         listeners = [system.listener(f"listener{i}") for i in range(2)]
         assert qingjian.wait_for_client(30), system.dump_logs()
         for port in ports:
-            support.wait_until(lambda: _healthy(port), 30, 0.2, f"web on {port}")
+            support.wait_until(lambda: common.web_healthy(f"http://127.0.0.1:{port}"), 30, 0.2, f"web on {port}")
 
         due = datetime.now(timezone.utc) + timedelta(seconds=40)
         bodies = task_bodies(n_tasks, due)
@@ -114,7 +101,7 @@ def run(n_tasks: int, n_messages: int) -> dict:
             time.sleep(0.001)
 
         # Kill the active listener and one beat; time how long until a listener is connected again.
-        holder = redis.Redis.from_url(redis_url).get(f"tw:lock:listener:{qingjian.url}").decode()
+        holder = redis.Redis.from_url(system.env["REDIS_URL"]).get(f"tw:lock:listener:{qingjian.url}").decode()
         active = next(p for p in listeners if f":{p.p.pid}:" in holder)
         killed_at = time.time()
         active.kill9()
@@ -160,21 +147,6 @@ def run(n_tasks: int, n_messages: int) -> dict:
         report["ok"] = (report["tasks_sent_twice_or_more"] == 0 and report["tasks_never_sent"] == 0
                         and statuses.get("completed") == n_tasks and report["listener_takeover_seconds"] <= 10)
         return report
-    finally:
-        system.stop()
-        qingjian.stop()
-        tianwang.stop()
-        support.drop_database(db_url)
-        redis_proc.terminate()
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / "scale_out.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
-
-
-def _healthy(port: int) -> bool:
-    try:
-        return requests.get(f"http://127.0.0.1:{port}/api/health", timeout=1).status_code == 200
-    except requests.RequestException:
-        return False
 
 
 def _new_client_since(qingjian: FakeQingjian, moment: float) -> bool:

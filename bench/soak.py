@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -20,9 +19,8 @@ import psutil
 import requests
 from sqlalchemy import create_engine, text
 
+from bench import common
 from tests import support
-from tests.fakes.qingjian import FakeQingjian
-from tests.fakes.tianwang import FakeTianwang
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -43,29 +41,17 @@ def tree_rss_mb(pid: int) -> float:
 
 
 def run(seconds: int, rate: int) -> dict:
-    from bench.common import quiet_fakes
-
-    quiet_fakes()
-    if not support.postgres_available():
-        raise SystemExit("the soak needs PostgreSQL at " + support.PG_URL)
-    work = Path(tempfile.mkdtemp(prefix="soak_"))
-    redis_proc, redis_url = support.start_embedded_redis()
-    db_url = support.create_private_database()
-    support.migrate(db_url)
-    qingjian, tianwang = FakeQingjian().start(), FakeTianwang().start()
-    system = support.System(db_url, f"{redis_url}/0", work, QINGJIAN_WS_URL=qingjian.url,
-                            TIANWANG_CALLBACK_URL=tianwang.url, ACTION_LEASE_SECONDS="30",
-                            QINGJIAN_SEND_TIMEOUT="10", LOG_LEVEL="WARNING")
     report: dict = {"seconds": seconds, "rate_per_second": rate, "samples": []}
-    try:
+    with common.private_system("soak", report, ACTION_LEASE_SECONDS="30", QINGJIAN_SEND_TIMEOUT="10") as private:
+        system, qingjian, tianwang, db_url = private.system, private.qingjian, private.tianwang, private.db_url
         port = support.free_port()
         procs = {"web": system.web(port), "worker": system.worker(concurrency=2), "beat": system.beat(),
                  "listener": system.listener()}
         assert qingjian.wait_for_client(30), system.dump_logs()
         base = f"http://127.0.0.1:{port}"
-        support.wait_until(lambda: _healthy(base), 30, 0.2, "web")
+        support.wait_until(lambda: common.web_healthy(base), 30, 0.2, "web")
         pids = {name: proc.p.pid for name, proc in procs.items()}
-        pids["redis"], pids["this process"] = redis_proc.pid, psutil.Process().pid
+        pids["redis"], pids["this process"] = private.redis_pid, psutil.Process().pid
 
         def sample(at: float) -> None:
             report["samples"].append({"t": round(at, 1), **{name: tree_rss_mb(pid) for name, pid in pids.items()}})
@@ -130,21 +116,6 @@ def run(seconds: int, rate: int) -> dict:
                         and all(last[n] - warm[n] <= max(25.0, 0.25 * warm[n])
                                 for n in ("web", "worker", "beat", "listener")))
         return report
-    finally:
-        system.stop()
-        qingjian.stop()
-        tianwang.stop()
-        support.drop_database(db_url)
-        redis_proc.terminate()
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / "soak.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
-
-
-def _healthy(base: str) -> bool:
-    try:
-        return requests.get(f"{base}/api/health", timeout=1).status_code == 200
-    except requests.RequestException:
-        return False
 
 
 def main() -> None:
