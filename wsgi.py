@@ -1,6 +1,6 @@
 """The web process: `gunicorn wsgi:app`."""
 from app import create_app
-from app.logs import setup_logging
+from app.infra.logs import setup_logging
 
 setup_logging("web")
 app = create_app()

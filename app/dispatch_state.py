@@ -18,7 +18,7 @@ from app import runtime, state_machine
 from app.domain import dispatch as flow
 from app.domain import states
 from app.models import Dispatch
-from app.timeutil import utcnow
+from app.infra.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 

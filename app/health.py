@@ -4,8 +4,9 @@ from __future__ import annotations
 from celery import current_app as celery_app
 from sqlalchemy import text
 
-from app import heartbeat, runtime
-from app.db import engine
+from app import runtime
+from app.infra import heartbeat
+from app.infra.db import engine
 
 
 def _check(fn) -> dict:

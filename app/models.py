@@ -1,6 +1,6 @@
 """SQL tables: tasks, their history, the callback outbox, dispatches. SQL is the truth; Redis is rebuilt from it.
 
-Times are stored as naive UTC datetimes (SQLite has no time zones); `app.timeutil` converts at the edges.
+Times are stored as naive UTC datetimes (SQLite has no time zones); `app.infra.timeutil` converts at the edges.
 """
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from app.timeutil import utcnow
+from app.infra.timeutil import utcnow
 
 
 class Base(DeclarativeBase):

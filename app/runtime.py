@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import redis
 
-from app import db
+from app.infra import db
 from app.config import Settings
-from app.redis_client import get_redis
+from app.infra.redis_client import get_redis
 from app.registry import Registry
 
 

@@ -10,7 +10,7 @@ from app.domain.triggers import (
     CUSTOM_EVENT, CUSTOMER_KEYWORD, CUSTOMER_REPLY, MESSAGE_TRIGGERS, PRIORITY_RANK,
     SPECIFIED_CUSTOMER_REPLY, TIME_REACH, TRIGGER_TYPES,
 )
-from app.timeutil import parse_wire_time
+from app.infra.timeutil import parse_wire_time
 
 TASK_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}\Z")  # \Z: "$" would let a trailing newline in
 ACTION_TYPES = ("send_message", "send_file", "send_link", "transfer_to_designer")

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from app.domain import states
 from app.models import CallbackOutbox, Task, TaskEvent
-from app.timeutil import iso, utcnow
+from app.infra.timeutil import iso, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from app.models import Dispatch, DispatchStep, Task, TaskEvent
-from app.timeutil import iso
+from app.infra.timeutil import iso
 
 
 def task_view(task: Task, zone: str) -> dict:

@@ -26,7 +26,7 @@ from bench.b_match import _measure
 
 
 def _rows(n: int, run_id: str):
-    from app.timeutil import iso, utcnow
+    from app.infra.timeutil import iso, utcnow
 
     now = utcnow() - timedelta(seconds=5)
     tasks, outbox = [], []
@@ -48,7 +48,7 @@ def _rows(n: int, run_id: str):
 
 
 def run_db(bench, kind: str, progress) -> dict:
-    from app.db import session_scope
+    from app.infra.db import session_scope
     from app.models import CallbackOutbox, Task
 
     n = 300 if bench.quick else 5_000

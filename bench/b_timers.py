@@ -55,7 +55,7 @@ def censored_percentiles(late: list[float], total: int, bound: float) -> dict:
 
 
 def _batch(prefix: str, n: int, label: str, bound: float, on_due=None, cpu=None) -> dict:
-    from app.db import session_scope
+    from app.infra.db import session_scope
     from app.models import Task
 
     t0 = time.time() + LEAD + n / 2000  # room for storing them

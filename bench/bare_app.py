@@ -1,6 +1,6 @@
 """The reference for the intake API: a bare Flask + SQLAlchemy endpoint that inserts the posted JSON.
 
-    gunicorn bench.bare_app:app   (DATABASE_URL as for the app; same engine settings: app.db.make_engine)
+    gunicorn bench.bare_app:app   (DATABASE_URL as for the app; same engine settings: app.infra.db.make_engine)
 
 No validation beyond "a JSON object with a task_id", no Redis, no history row: one INSERT per request.
 """
@@ -11,8 +11,8 @@ import os
 from flask import Flask, jsonify, request
 from sqlalchemy import JSON, Column, DateTime, MetaData, String, Table, insert
 
-from app.db import make_engine
-from app.timeutil import utcnow
+from app.infra.db import make_engine
+from app.infra.timeutil import utcnow
 
 metadata = MetaData()
 bare_tasks = Table(

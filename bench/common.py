@@ -433,7 +433,7 @@ def bulk_tasks(bodies: list[dict], desc: str) -> dict:
     (TaskReceiveSchema, intake._new_task), and register them in the Redis index (registration.spec_of,
     Registry.register): what POST /api/task/receive leaves behind, minus its per-request round trips."""
     from app import runtime
-    from app.db import session_scope
+    from app.infra.db import session_scope
     from app.schemas import TaskReceiveSchema
     from app.services import intake, registration
 

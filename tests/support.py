@@ -109,7 +109,7 @@ def create_private_database() -> str:
 def drop_database(url: str) -> None:
     from sqlalchemy.engine import make_url
 
-    from app import db
+    from app.infra import db
 
     target = make_url(url)
     if db._engine is not None and db._engine.url.database == target.database:

@@ -6,7 +6,7 @@ celery_app = flask_app.extensions["celery"]
 
 from celery import signals  # noqa: E402
 
-from app.logs import setup_logging  # noqa: E402
+from app.infra.logs import setup_logging  # noqa: E402
 
 
 @signals.setup_logging.connect

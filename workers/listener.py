@@ -17,12 +17,13 @@ import time
 import redis
 import websocket
 
-from app import heartbeat, queueing, runtime
-from app.locks import RedisLock
+from app import queueing, runtime
+from app.infra import heartbeat
+from app.infra.locks import RedisLock
 from app.clients.qingjian import PING, FrameError, SendChannel, parse_inbound
 from app.config import Settings
 from app.domain.triggers import InboundEvent
-from app.logs import setup_logging
+from app.infra.logs import setup_logging
 
 log = logging.getLogger("workers.listener")
 

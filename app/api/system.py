@@ -12,7 +12,7 @@ from app.api.errors import envelope
 from app.domain.triggers import InboundEvent
 from app.health import readiness
 from app.schemas import CustomEventSchema, EnvelopeSchema
-from app.timeutil import iso, utcnow
+from app.infra.timeutil import iso, utcnow
 
 blp = Blueprint("system", __name__, url_prefix="/api", description="Health, readiness and events")
 

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from app import runtime
 from app.api.errors import envelope, flatten
-from app.db import session_scope
+from app.infra.db import session_scope
 from app.domain import states
 from app.domain.triggers import TRIGGER_TYPES
 from app.models import Task, TaskEvent

@@ -17,11 +17,11 @@ from sqlalchemy import or_
 
 from app import runtime, state_machine, stats
 from app.clients.qingjian import SendChannel, send_frame
-from app.db import session_scope
+from app.infra.db import session_scope
 from app.domain import actions as plan
 from app.domain import states
 from app.models import Task
-from app.timeutil import utcnow
+from app.infra.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from sqlalchemy import func, select, update
 
 from app import queueing, runtime, state_machine, stats
 from app.clients import tianwang
-from app.db import session_scope
+from app.infra.db import session_scope
 from app.models import CallbackOutbox
-from app.timeutil import utcnow
+from app.infra.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 IN_FLIGHT = timedelta(seconds=60)  # a claimed row is not re-driven while its post may still be under way

@@ -32,10 +32,10 @@ from sqlalchemy import func, select, update
 from app import dispatch_state, queueing, runtime, state_machine
 from app.clients import tuhui, wecom
 from app.clients.qingjian import SendChannel, send_frame
-from app.db import session_scope
+from app.infra.db import session_scope
 from app.domain import dispatch as flow
 from app.models import Dispatch, DispatchStep, Task
-from app.timeutil import utcnow
+from app.infra.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 

@@ -7,14 +7,14 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from app import queueing, runtime, state_machine, stats
-from app.db import session_scope
+from app.infra.db import session_scope
 from app.domain import states
 from app.domain.triggers import (
     MESSAGE_TRIGGERS, PRIORITY_RANK, InboundEvent, firing_order, matches, within_lookback,
 )
 from app.models import Task
 from app.services import registration
-from app.timeutil import utcnow
+from app.infra.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 PRIORITY_NAMES = {rank: name for name, rank in PRIORITY_RANK.items()}

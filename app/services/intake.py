@@ -10,12 +10,12 @@ from datetime import timedelta
 from sqlalchemy.exc import IntegrityError
 
 from app import runtime, state_machine
-from app.db import session_scope
+from app.infra.db import session_scope
 from app.domain import states
 from app.domain.triggers import SPECIFIED_CUSTOMER_REPLY, TIME_REACH
 from app.models import Task
 from app.services import registration
-from app.timeutil import parse_wire_time, to_utc_naive, utcnow
+from app.infra.timeutil import parse_wire_time, to_utc_naive, utcnow
 
 log = logging.getLogger(__name__)
 PAST_TOLERANCE = timedelta(minutes=5)

@@ -7,12 +7,12 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from app import queueing, runtime, state_machine
-from app.db import session_scope
+from app.infra.db import session_scope
 from app.domain import states
 from app.domain.triggers import PRIORITY_RANK, TIME_REACH
 from app.models import Task
 from app.services import callbacks, registration
-from app.timeutil import utcnow
+from app.infra.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 BATCH = 1000

@@ -7,11 +7,11 @@ import redis
 from sqlalchemy import func, select
 
 from app import runtime, state_machine
-from app.db import session_scope
+from app.infra.db import session_scope
 from app.domain import states
 from app.domain.triggers import MESSAGE_TRIGGERS, compile_spec, matches, within_lookback
 from app.models import Task
-from app.timeutil import epoch
+from app.infra.timeutil import epoch
 
 log = logging.getLogger(__name__)
 

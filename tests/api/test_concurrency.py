@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from sqlalchemy import select
 
 from app import state_machine
-from app.db import session_scope
+from app.infra.db import session_scope
 from app.models import CallbackOutbox, Task, TaskEvent
 from tests.api.helpers import assert_envelope, reply_body, task_body
 from tests.conftest import uid

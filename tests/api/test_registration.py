@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from app import runtime
-from app.db import session_scope
+from app.infra.db import session_scope
 from app.models import Task
 from app.services import registration
 from tests.api.helpers import assert_envelope, index_snapshot, reply_body, task_body, tw_keys

@@ -135,7 +135,7 @@ def test_repeat_of_a_body_that_was_valid_when_first_received_is_still_200(client
     """A time_reach time that has since gone more than 5 minutes past: a repeat is still a repeat."""
     from sqlalchemy import update
 
-    from app.db import session_scope
+    from app.infra.db import session_scope
     from app.models import Task
     from app.services import intake
 
@@ -364,7 +364,7 @@ def test_cancel_moves_to_cancelled_and_leaves_the_index(client, rdb):
 
 def test_cancel_of_a_running_task_is_409_with_its_status(client, rdb):
     from app import state_machine
-    from app.db import session_scope
+    from app.infra.db import session_scope
 
     task_id = uid()
     receive(client, task_body(task_id))

@@ -15,10 +15,10 @@ from app import create_app, runtime
 from app.clients import tuhui as tuhui_client
 from app.clients import wecom as wecom_client
 from app.config import DEFAULT_DISPATCH_OFFLINE_TEXT, DEFAULT_DISPATCH_REPLY_TEXT
-from app.db import session_scope
+from app.infra.db import session_scope
 from app.models import Dispatch
 from app.services import dispatch as dispatch_service
-from app.timeutil import utcnow
+from app.infra.timeutil import utcnow
 from tests.conftest import DESIGNERS, TUHUI_API_KEY, uid
 from tests.fakes.tuhui import FakeTuhui
 from tests.fakes.wecom import FakeWecom

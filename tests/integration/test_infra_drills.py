@@ -11,7 +11,7 @@ from sqlalchemy.engine import make_url
 
 from app import create_app
 from app.config import Settings
-from app.db import session_scope
+from app.infra.db import session_scope
 from app.models import CallbackOutbox, Task, TaskEvent
 from tests import support
 from tests.conftest import start_live, uid

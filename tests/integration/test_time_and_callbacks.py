@@ -5,7 +5,7 @@ import pytest
 import redis
 from sqlalchemy import select
 
-from app.db import session_scope
+from app.infra.db import session_scope
 from app.models import CallbackOutbox
 from tests.conftest import uid
 from tests.support import wait_until

@@ -8,7 +8,7 @@ from datetime import datetime
 
 import pytest
 
-from app.logs import JsonFormatter, mask
+from app.infra.logs import JsonFormatter, mask
 
 
 @pytest.mark.parametrize("raw,expected", [

@@ -23,7 +23,7 @@ from marshmallow import ValidationError
 
 from app.api.errors import flatten
 from app.schemas import TaskReceiveSchema
-from app.timeutil import parse_wire_time
+from app.infra.timeutil import parse_wire_time
 
 SCHEMA = TaskReceiveSchema()
 PROFILE = settings(max_examples=300, deadline=None, derandomize=True, database=None,

@@ -3,8 +3,9 @@ import logging
 
 from celery import shared_task
 
-from app import heartbeat, runtime
-from app.locks import RedisLock
+from app import runtime
+from app.infra import heartbeat
+from app.infra.locks import RedisLock
 from app.services import maintenance, registration
 
 log = logging.getLogger(__name__)

@@ -51,7 +51,7 @@ def init_engine(url: str) -> Engine:
 
 def engine() -> Engine:
     if _engine is None:
-        raise RuntimeError("database not initialised: call app.db.init_engine(url) first")
+        raise RuntimeError("database not initialised: call app.infra.db.init_engine(url) first")
     return _engine
 
 
@@ -59,7 +59,7 @@ def engine() -> Engine:
 def session_scope() -> Iterator[Session]:
     """One transaction: commit on success, roll back on any error."""
     if _sessions is None:
-        raise RuntimeError("database not initialised: call app.db.init_engine(url) first")
+        raise RuntimeError("database not initialised: call app.infra.db.init_engine(url) first")
     session = _sessions()
     try:
         yield session
