@@ -21,7 +21,7 @@ import requests
 from sqlalchemy import create_engine, text
 
 from bench import common
-from tests import support
+from devkit import processes, stores
 
 LUA = Path(__file__).with_name("intake.lua")
 CONNECTIONS = 8
@@ -48,7 +48,7 @@ def _wait_http(url: str, timeout: float = 30) -> None:
 
 def _wrk(url: str, path: str, prefix: str, seconds: float) -> dict:
     cmd = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds:.0f}s", "--timeout", "10s", "-s", str(LUA), url,
-           "--", prefix, path, support.API_KEY]
+           "--", prefix, path, processes.API_KEY]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
     line = next((ln for ln in done.stdout.splitlines() if ln.startswith("BENCHJSON ")), None)
     if line is None:
@@ -75,7 +75,7 @@ def _pool(url: str, path: str, prefix: str, seconds: float) -> dict:
 
     def client(tid: int):
         session = requests.Session()
-        session.headers.update({"X-API-Key": support.API_KEY})
+        session.headers.update({"X-API-Key": processes.API_KEY})
         i = 0
         while time.monotonic() < stop_at and i < 200_000 // CONNECTIONS:
             i += 1
@@ -125,7 +125,7 @@ def run_db(bench, kind: str, progress) -> dict:
     db_url = common.fresh_db(kind, "intake")
     reset_table(db_url)
     url = common.redis_url(common.REDIS_DB_SYSTEM)
-    env = support.base_env(db_url, url, **common.SYSTEM_ENV)
+    env = processes.base_env(db_url, url, **common.SYSTEM_ENV)
     out = {"db": kind, "settings": {"gunicorn": "2 workers x 4 threads (gthread), access log to stdout",
                                     "load": f"wrk -t1 -c{CONNECTIONS}" if common.which("wrk") else
                                     f"{CONNECTIONS} python threads", "seconds": seconds}}
@@ -137,7 +137,7 @@ def run_db(bench, kind: str, progress) -> dict:
          "SELECT count(*) FROM bench_bare_tasks WHERE task_id LIKE :p"),
     ):
         with bench.scope():
-            port = support.free_port()
+            port = stores.free_port()
             web = _gunicorn(bench, f"gunicorn-{name}", target, env, port)
             base = f"http://127.0.0.1:{port}"
             _wait_http(base + health)

@@ -1,7 +1,7 @@
 """Shared plumbing of the benchmarks: databases, Redis, the system under test, clocks, CPU accounting.
 
 Everything runs on this machine and only talks to 127.0.0.1. Every process a benchmark starts goes
-through `Bench.system()` / `Bench.proc()` (tests.support.System / Proc) and is stopped by
+through `Bench.system()` / `Bench.proc()` (tests.processes.System / Proc) and is stopped by
 `Bench.close()`, whatever happens.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 import redis
 from tqdm import tqdm
 
-from tests import support
+from devkit import processes, stores
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -29,14 +29,14 @@ REDIS_DB_REF = 15  # the reference (no-op) workers
 PG_BENCH_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/bench")
 PREFIX = "tw:"
 
-# Production defaults where the test harness shortens them (tests.support.base_env sets 6 s / 3 s).
+# Production defaults where the test harness shortens them (tests.processes.base_env sets 6 s / 3 s).
 SYSTEM_ENV = {"ACTION_LEASE_SECONDS": "30", "QINGJIAN_SEND_TIMEOUT": "10", "LOG_LEVEL": "INFO"}
 CALLBACK_SECRET = "bench-callback-secret"
 
 
 def quiet_fakes() -> None:
     """The fakes print one line per frame; at thousands of frames a second that is noise (and cost)."""
-    from tests.fakes import _http, qingjian, tianwang
+    from devkit.fakes import _http, qingjian, tianwang
 
     def silent(*_a, **_k):
         return None
@@ -74,12 +74,12 @@ def fresh_db(kind: str, name: str) -> str:
     else:
         ensure_bench_database()
         url = PG_BENCH_URL
-    support.reset_database(url)
+    stores.reset_database(url)
     return url
 
 
 def redis_url(db: int, flush: bool = True) -> str:
-    url = f"{support.redis_base_url()}/{db}"
+    url = f"{stores.redis_base_url()}/{db}"
     if flush:
         redis.Redis.from_url(url).flushdb()
     return url
@@ -264,7 +264,7 @@ class Bench:
             out = folder / f"{label}-{name}.txt"
             args = [str(spy), "record", "--pid", str(proc.p.pid), "--subprocesses", "--rate", "200",
                     "--duration", str(max(1, int(seconds))), "--format", "raw", "-o", str(out), "--nonblocking"]
-            spy_proc = support.Proc(f"py-spy-{label}-{name}", args, dict(os.environ), self.log_dir)
+            spy_proc = processes.Proc(f"py-spy-{label}-{name}", args, dict(os.environ), self.log_dir)
             limit = seconds + 30
 
             def finish(p=spy_proc, limit=limit):  # let it write its file; stop it only if it hangs
@@ -315,13 +315,13 @@ class Bench:
                     print(f"warning: cleanup step failed: {exc!r}", file=sys.stderr)
 
     # -- processes --------------------------------------------------------------------------
-    def system(self, db_url: str, redis_url_: str, **env) -> support.System:
-        system = support.System(db_url, redis_url_, self.log_dir, **{**SYSTEM_ENV, **env})
+    def system(self, db_url: str, redis_url_: str, **env) -> processes.System:
+        system = processes.System(db_url, redis_url_, self.log_dir, **{**SYSTEM_ENV, **env})
         self.on_close(system.stop)
         return system
 
-    def worker(self, system: support.System, name: str = "worker", include: str | None = None,
-               concurrency: int | None = None) -> support.Proc:
+    def worker(self, system: processes.System, name: str = "worker", include: str | None = None,
+               concurrency: int | None = None) -> processes.Proc:
         """Like System.worker (same queues and flags), optionally with `-I <module>`."""
         args = [system.celery, "-A", "workers", "worker", "-Q", system.QUEUES, "-c",
                 str(concurrency or self.concurrency), "-P", "prefork", "-n", f"{name}-{time.time_ns()}@%h",
@@ -330,20 +330,20 @@ class Bench:
             args += ["-I", include]
         return system._start(name, args)
 
-    def proc(self, name: str, args: list[str], env: dict) -> support.Proc:
-        proc = support.Proc(name, args, env, self.log_dir)
+    def proc(self, name: str, args: list[str], env: dict) -> processes.Proc:
+        proc = processes.Proc(name, args, env, self.log_dir)
         self.on_close(proc.stop)
         return proc
 
     def fake_qingjian(self):
-        from tests.fakes.qingjian import FakeQingjian
+        from devkit.fakes.qingjian import FakeQingjian
 
         fake = FakeQingjian().start()
         self.on_close(fake.stop)
         return fake
 
     def fake_tianwang(self):
-        from tests.fakes.tianwang import FakeTianwang
+        from devkit.fakes.tianwang import FakeTianwang
 
         fake = FakeTianwang(secret=CALLBACK_SECRET).start()
         self.on_close(fake.stop)
@@ -392,7 +392,7 @@ def in_process_app(env: dict):
     celery_app.set_current()
     celery_app.set_default()
     client = app.test_client()
-    client.environ_base["HTTP_X_API_KEY"] = support.API_KEY
+    client.environ_base["HTTP_X_API_KEY"] = processes.API_KEY
     return app, client
 
 
@@ -491,7 +491,7 @@ def which(name: str) -> str | None:
 
 @dataclass
 class PrivateSystem:
-    system: "support.System"
+    system: "processes.System"
     qingjian: object
     tianwang: object
     db_url: str
@@ -500,22 +500,22 @@ class PrivateSystem:
 
 @contextmanager
 def private_system(name: str, report: dict, **env):
-    """Its own redis-server and PostgreSQL database, the 轻简 and 天网 fakes, and a `support.System`
+    """Its own redis-server and PostgreSQL database, the 轻简 and 天网 fakes, and a `processes.System`
     (no processes yet); on the way out everything is stopped and dropped, and `report` is written to
     bench/results/<name>.json whatever happened."""
     import tempfile
 
-    from tests.fakes.qingjian import FakeQingjian
-    from tests.fakes.tianwang import FakeTianwang
+    from devkit.fakes.qingjian import FakeQingjian
+    from devkit.fakes.tianwang import FakeTianwang
 
     quiet_fakes()
-    if not support.postgres_available():
-        raise SystemExit(f"{name} needs PostgreSQL at {support.PG_URL}")
-    redis_proc, redis_url_ = support.start_embedded_redis()
-    db_url = support.create_private_database()
-    support.migrate(db_url)
+    if not stores.postgres_available():
+        raise SystemExit(f"{name} needs PostgreSQL at {stores.PG_URL}")
+    redis_proc, redis_url_ = stores.start_embedded_redis()
+    db_url = stores.create_private_database()
+    stores.migrate(db_url)
     qingjian, tianwang = FakeQingjian().start(), FakeTianwang().start()
-    system = support.System(db_url, f"{redis_url_}/0", Path(tempfile.mkdtemp(prefix=f"{name}_")),
+    system = processes.System(db_url, f"{redis_url_}/0", Path(tempfile.mkdtemp(prefix=f"{name}_")),
                             QINGJIAN_WS_URL=qingjian.url, TIANWANG_CALLBACK_URL=tianwang.url,
                             LOG_LEVEL="WARNING", **env)
     try:
@@ -524,7 +524,7 @@ def private_system(name: str, report: dict, **env):
         system.stop()
         qingjian.stop()
         tianwang.stop()
-        support.drop_database(db_url)
+        stores.drop_database(db_url)
         redis_proc.terminate()
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))

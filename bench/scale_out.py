@@ -23,8 +23,8 @@ from sqlalchemy import create_engine, text
 from tqdm import tqdm
 
 from bench import common
-from tests import support
-from tests.fakes.qingjian import FakeQingjian
+from devkit import processes, stores
+from devkit.fakes.qingjian import FakeQingjian
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -67,7 +67,7 @@ def run(n_tasks: int, n_messages: int) -> dict:
     report: dict = {"tasks": n_tasks, "messages": n_messages}
     with common.private_system("scale_out", report, ACTION_LEASE_SECONDS="10", QINGJIAN_SEND_TIMEOUT="5") as private:
         system, qingjian, tianwang, db_url = private.system, private.qingjian, private.tianwang, private.db_url
-        ports = [support.free_port(), support.free_port()]
+        ports = [stores.free_port(), stores.free_port()]
         for i, port in enumerate(ports):
             system.web(port, name=f"web{i}")
         for i in range(3):
@@ -76,12 +76,12 @@ def run(n_tasks: int, n_messages: int) -> dict:
         listeners = [system.listener(f"listener{i}") for i in range(2)]
         assert qingjian.wait_for_client(30), system.dump_logs()
         for port in ports:
-            support.wait_until(lambda: common.web_healthy(f"http://127.0.0.1:{port}"), 30, 0.2, f"web on {port}")
+            stores.wait_until(lambda: common.web_healthy(f"http://127.0.0.1:{port}"), 30, 0.2, f"web on {port}")
 
         due = datetime.now(timezone.utc) + timedelta(seconds=40)
         bodies = task_bodies(n_tasks, due)
         session = requests.Session()
-        session.headers["X-API-Key"] = support.API_KEY
+        session.headers["X-API-Key"] = processes.API_KEY
 
         def post(item):
             index, body = item
@@ -106,7 +106,7 @@ def run(n_tasks: int, n_messages: int) -> dict:
         killed_at = time.time()
         active.kill9()
         beats[0].kill9()
-        support.wait_until(lambda: _new_client_since(qingjian, killed_at), 30, 0.05,
+        stores.wait_until(lambda: _new_client_since(qingjian, killed_at), 30, 0.05,
                            "a standby listener to take over")
         report["listener_takeover_seconds"] = round(time.time() - killed_at, 2)
         # 轻简 redelivers what may have been in flight around the failover (same msg_ids: processed once).
@@ -128,7 +128,7 @@ def run(n_tasks: int, n_messages: int) -> dict:
             if open_tasks == 0:
                 break
             time.sleep(1)
-        support.wait_until(lambda: sum(1 for b in tianwang.events.values() if b["status"] == "completed") >= n_tasks,
+        stores.wait_until(lambda: sum(1 for b in tianwang.events.values() if b["status"] == "completed") >= n_tasks,
                            120, 0.5, "every completed callback")
         with engine.connect() as conn:
             statuses = dict(conn.execute(text("SELECT status, COUNT(*) FROM tasks GROUP BY status")).all())

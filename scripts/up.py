@@ -60,21 +60,21 @@ def demo_defaults(env: dict) -> list[tuple[str, str]]:
     fakes = []
     if not env.get("QINGJIAN_WS_URL"):
         env["QINGJIAN_WS_URL"] = f"ws://127.0.0.1:{FAKE_PORTS['qingjian']}"
-        fakes.append(("fake_qingjian", f"{py} -m tests.fakes.qingjian --port {FAKE_PORTS['qingjian']} "
+        fakes.append(("fake_qingjian", f"{py} -m devkit.fakes.qingjian --port {FAKE_PORTS['qingjian']} "
                                        f"--control-port {FAKE_PORTS['qingjian_control']}"))
     if not env.get("TIANWANG_CALLBACK_URL"):
         env["TIANWANG_CALLBACK_URL"] = f"http://127.0.0.1:{FAKE_PORTS['tianwang']}/callback"
         secret = env.get("TIANWANG_CALLBACK_SECRET", "")
-        fakes.append(("fake_tianwang", f"{py} -m tests.fakes.tianwang --port {FAKE_PORTS['tianwang']}"
+        fakes.append(("fake_tianwang", f"{py} -m devkit.fakes.tianwang --port {FAKE_PORTS['tianwang']}"
                                        + (f" --secret {shlex.quote(secret)}" if secret else "")))
     if not env.get("TUHUI_BASE_URL"):
         env["TUHUI_BASE_URL"] = f"http://127.0.0.1:{FAKE_PORTS['tuhui']}"
         env.setdefault("TUHUI_API_KEY", DEV_TUHUI_KEY)
-        fakes.append(("fake_tuhui", f"{py} -m tests.fakes.tuhui --port {FAKE_PORTS['tuhui']} "
+        fakes.append(("fake_tuhui", f"{py} -m devkit.fakes.tuhui --port {FAKE_PORTS['tuhui']} "
                                     f"--api-key {shlex.quote(env['TUHUI_API_KEY'])} --designers 橘子,婷婷"))
     if not env.get("WECOM_WEBHOOK_URL"):
         env["WECOM_WEBHOOK_URL"] = f"http://127.0.0.1:{FAKE_PORTS['wecom']}/cgi-bin/webhook/send?key=demo"
-        fakes.append(("fake_wecom", f"{py} -m tests.fakes.wecom --port {FAKE_PORTS['wecom']}"))
+        fakes.append(("fake_wecom", f"{py} -m devkit.fakes.wecom --port {FAKE_PORTS['wecom']}"))
     if not env.get("TIANWANG_API_KEYS") and env.get("TIANWANG_AUTH", "").lower() != "off":
         env["TIANWANG_API_KEYS"] = DEV_API_KEY
     env.setdefault("QINGJIAN_DEFAULT_ACC_ID", "shop_001")

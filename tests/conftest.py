@@ -9,11 +9,11 @@ import redis
 
 from app import create_app
 from app.config import Settings
-from tests import support
-from tests.fakes.qingjian import FakeQingjian
-from tests.fakes.tianwang import FakeTianwang
-from tests.fakes.tuhui import FakeTuhui
-from tests.fakes.wecom import FakeWecom
+from devkit import processes, stores
+from devkit.fakes.qingjian import FakeQingjian
+from devkit.fakes.tianwang import FakeTianwang
+from devkit.fakes.tuhui import FakeTuhui
+from devkit.fakes.wecom import FakeWecom
 
 CALLBACK_SECRET = "test-callback-secret"
 TUHUI_API_KEY = "test-tuhui-key-7f3a9c"
@@ -28,7 +28,7 @@ def redis_base():
     if os.environ.get("TEST_REDIS_URL"):
         yield os.environ["TEST_REDIS_URL"].rstrip("/")
         return
-    proc, url = support.start_embedded_redis()
+    proc, url = stores.start_embedded_redis()
     yield url
     proc.terminate()
     proc.wait(10)
@@ -37,19 +37,19 @@ def redis_base():
 @pytest.fixture(scope="session")
 def sqlite_url(tmp_path_factory):
     url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'api.db'}"
-    support.reset_database(url)
+    stores.reset_database(url)
     return url
 
 
 @pytest.fixture(scope="session")
 def postgres_url():
     """A PostgreSQL database of this session's own on the machine's server (skipped if none answers)."""
-    if not support.postgres_available():
-        pytest.skip("PostgreSQL does not answer at " + support.PG_URL)
-    url = support.create_private_database()
-    support.migrate(url)
+    if not stores.postgres_available():
+        pytest.skip("PostgreSQL does not answer at " + stores.PG_URL)
+    url = stores.create_private_database()
+    stores.migrate(url)
     yield url
-    support.drop_database(url)
+    stores.drop_database(url)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -59,14 +59,14 @@ def db_url(request):
 
 
 def make_settings(db_url: str, redis_url: str, **overrides) -> Settings:
-    env = support.base_env(db_url, redis_url)
+    env = processes.base_env(db_url, redis_url)
     return Settings.from_env(env, **overrides)
 
 
 @pytest.fixture
 def app(db_url, redis_base):
     redis_url = f"{redis_base}/8"
-    support.truncate(db_url)
+    stores.truncate(db_url)
     redis.Redis.from_url(redis_url).flushdb()
     application = create_app(make_settings(db_url, redis_url))
     application.config["TESTING"] = True
@@ -76,7 +76,7 @@ def app(db_url, redis_base):
 @pytest.fixture
 def client(app):
     test_client = app.test_client()
-    test_client.environ_base["HTTP_X_API_KEY"] = support.API_KEY
+    test_client.environ_base["HTTP_X_API_KEY"] = processes.API_KEY
     return test_client
 
 
@@ -95,11 +95,11 @@ def uid(prefix: str = "T") -> str:
 
 @pytest.fixture(scope="session")
 def live(tmp_path_factory, redis_base, request):
-    if support.postgres_available():
+    if stores.postgres_available():
         db = request.getfixturevalue("postgres_url")
     else:
         db = f"sqlite:///{tmp_path_factory.mktemp('live') / 'live.db'}"
-        support.reset_database(db)
+        stores.reset_database(db)
     live_system = start_live(db, f"{redis_base}/9", tmp_path_factory.mktemp("logs"), dispatch_fakes=True,
                              TUHUI_TIMEOUT="2", DISPATCH_WAIT_RETRY_SECONDS="1")
     yield live_system
@@ -118,7 +118,7 @@ def start_live(db: str, redis_url: str, log_dir, *, workers: int = 1, beats: int
            "TIANWANG_CALLBACK_SECRET": CALLBACK_SECRET, **env}
     if dispatch_fakes:
         env.update(TUHUI_BASE_URL=tuhui.url, TUHUI_API_KEY=TUHUI_API_KEY, WECOM_WEBHOOK_URL=wecom.url)
-    system = support.System(db, redis_url, log_dir, **env)
+    system = processes.System(db, redis_url, log_dir, **env)
     for i in range(workers):
         system.worker(f"worker{i}")
     for i in range(beats):
@@ -129,7 +129,7 @@ def start_live(db: str, redis_url: str, log_dir, *, workers: int = 1, beats: int
         assert qingjian.wait_for_client(30), system.dump_logs()
     app = create_app(Settings.from_env(system.env))
     client = app.test_client()
-    client.environ_base["HTTP_X_API_KEY"] = support.API_KEY
+    client.environ_base["HTTP_X_API_KEY"] = processes.API_KEY
     return LiveSystem(system, qingjian, tianwang, app, client, tuhui=tuhui, wecom=wecom)
 
 
@@ -172,7 +172,7 @@ class LiveSystem:
             return data if data["status"] in statuses else None
 
         try:
-            return support.wait_until(reached, timeout, 0.1, f"{task_id} to become {statuses}")
+            return stores.wait_until(reached, timeout, 0.1, f"{task_id} to become {statuses}")
         except AssertionError:
             raise AssertionError(f"{task_id} is {self.status(task_id)['status']}, not {statuses}\n"
                                  + self.system.dump_logs())
@@ -193,7 +193,7 @@ def isolated(tmp_path, redis_base):
 
     def build(workers: int = 1, beats: int = 1, listeners: int = 1, **env) -> LiveSystem:
         db = f"sqlite:///{tmp_path / f'iso{len(built)}.db'}"
-        support.reset_database(db)
+        stores.reset_database(db)
         live_system = start_live(db, f"{redis_base}/{next(_isolated_dbs)}", tmp_path, workers=workers,
                                  beats=beats, listeners=listeners, **env)
         built.append(live_system)

@@ -15,13 +15,13 @@ import requests
 import websocket
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # `tests.fakes` is imported as a package from the project root
+if str(ROOT) not in sys.path:  # `devkit.fakes` is imported as a package from the project root
     sys.path.insert(0, str(ROOT))
 
-from tests.fakes.qingjian import FakeQingjian  # noqa: E402
-from tests.fakes.tianwang import FakeTianwang, sign  # noqa: E402
-from tests.fakes.tuhui import FakeTuhui  # noqa: E402
-from tests.fakes.wecom import FakeWecom  # noqa: E402
+from devkit.fakes.qingjian import FakeQingjian  # noqa: E402
+from devkit.fakes.tianwang import FakeTianwang, sign  # noqa: E402
+from devkit.fakes.tuhui import FakeTuhui  # noqa: E402
+from devkit.fakes.wecom import FakeWecom  # noqa: E402
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -365,10 +365,10 @@ def free_port() -> int:
 def test_module_clis_serve_until_sigterm():
     ports = {name: free_port() for name in ("qj", "ctl", "tw", "tu", "wc")}
     commands = [
-        ["tests.fakes.qingjian", "--port", str(ports["qj"]), "--control-port", str(ports["ctl"])],
-        ["tests.fakes.tianwang", "--port", str(ports["tw"]), "--secret", "S"],
-        ["tests.fakes.tuhui", "--port", str(ports["tu"]), "--api-key", "K", "--designers", "橘子,婷婷"],
-        ["tests.fakes.wecom", "--port", str(ports["wc"])],
+        ["devkit.fakes.qingjian", "--port", str(ports["qj"]), "--control-port", str(ports["ctl"])],
+        ["devkit.fakes.tianwang", "--port", str(ports["tw"]), "--secret", "S"],
+        ["devkit.fakes.tuhui", "--port", str(ports["tu"]), "--api-key", "K", "--designers", "橘子,婷婷"],
+        ["devkit.fakes.wecom", "--port", str(ports["wc"])],
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     procs = [subprocess.Popen([sys.executable, "-m", *cmd], cwd=ROOT, env=env,

@@ -13,7 +13,7 @@ import pytest
 
 from tests.api.helpers import assert_envelope, assert_nothing_written, counts, task_body
 from tests.conftest import uid
-from tests.support import API_KEY
+from devkit.processes import API_KEY
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 MiB = 1024 * 1024

@@ -11,7 +11,7 @@ from app.infra.db import session_scope
 from app.models import CallbackOutbox, Task, TaskEvent
 from tests.api.helpers import assert_envelope, reply_body, task_body
 from tests.conftest import uid
-from tests.support import API_KEY
+from devkit.processes import API_KEY
 
 THREADS = 20
 

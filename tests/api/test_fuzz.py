@@ -51,10 +51,10 @@ from schemathesis.specs.openapi.checks import (
     allow_header_conformance, positive_data_acceptance, unsupported_method,
 )
 
-from tests import support
+from devkit import processes, stores
 
-KEY = {"X-API-Key": support.API_KEY}
-BEARER = {"Authorization": f"Bearer {support.API_KEY}"}
+KEY = {"X-API-Key": processes.API_KEY}
+BEARER = {"Authorization": f"Bearer {processes.API_KEY}"}
 MAX_EXAMPLES = 25
 FUZZ_SETTINGS = settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
                          suppress_health_check=list(HealthCheck))
@@ -78,11 +78,11 @@ def fuzz_server(tmp_path_factory, redis_base):
     and Redis DB 8 (flushed first). Module-scoped: one server for the whole fuzz run."""
     tmp = tmp_path_factory.mktemp("fuzz")
     db_url = f"sqlite:///{tmp / 'fuzz.db'}"
-    support.reset_database(db_url)
+    stores.reset_database(db_url)
     redis_url = f"{redis_base}/8"
     redis.Redis.from_url(redis_url).flushdb()
     log_path = tmp / "gunicorn.log"
-    with support.gunicorn(db_url, redis_url, log_path) as base:
+    with processes.gunicorn(db_url, redis_url, log_path) as base:
         yield base
     tail = log_path.read_text(errors="replace")
     # A traceback in the server log means an unhandled error somewhere, even if answered as a 5xx.
@@ -116,8 +116,8 @@ def published_document() -> dict:
             "assert answer.status_code == 200, answer.status_code\n"
             "sys.stdout.write(answer.get_data(as_text=True))\n")
     never_opened = os.path.join(tempfile.gettempdir(), "fuzz-collect-never-opened.db")
-    env = support.base_env(f"sqlite:///{never_opened}", "redis://127.0.0.1:1/8", LOG_LEVEL="WARNING")
-    child = subprocess.run([sys.executable, "-c", code], env=env, cwd=support.ROOT, capture_output=True,
+    env = processes.base_env(f"sqlite:///{never_opened}", "redis://127.0.0.1:1/8", LOG_LEVEL="WARNING")
+    child = subprocess.run([sys.executable, "-c", code], env=env, cwd=stores.ROOT, capture_output=True,
                            text=True, timeout=120)
     if child.returncode != 0:
         raise RuntimeError("could not build the OpenAPI document:\n" + child.stderr[-4000:])
@@ -246,15 +246,15 @@ def test_fuzzed_requests_without_a_valid_key_are_401(data, fuzz_server, http):
     assert len(operations) >= len(CONTRACT_OPERATIONS - PUBLIC_OPERATIONS)
     method, path = data.draw(st.sampled_from(operations), label="operation")
     case = data.draw(schema[path][method].as_strategy(), label="case")
-    credentials = data.draw(st.sampled_from([{}, {"X-API-Key": "wrong"}, {"X-API-Key": support.API_KEY + "x"},
+    credentials = data.draw(st.sampled_from([{}, {"X-API-Key": "wrong"}, {"X-API-Key": processes.API_KEY + "x"},
                                              {"Authorization": "Bearer wrong"},
-                                             {"Authorization": support.API_KEY}]), label="credentials")
+                                             {"Authorization": processes.API_KEY}]), label="credentials")
     if case.headers:
         for name in [n for n in case.headers if n.lower() in ("x-api-key", "authorization")]:
             del case.headers[name]
     response = case.call(base_url=fuzz_server, session=http, headers=credentials, timeout=15)
     sent = response.request.headers
-    assert sent.get("X-API-Key") in (None, "wrong", support.API_KEY + "x"), sent
+    assert sent.get("X-API-Key") in (None, "wrong", processes.API_KEY + "x"), sent
     where = (case.as_curl_command(headers=credentials, base_url=fuzz_server)
              + f"\n-> {response.status_code} {response.content[:300]!r}")
     assert response.status_code == 401, where
@@ -395,7 +395,7 @@ def test_edge_input_is_never_5xx(request, redis_base, method, path, raw, backend
 
     db_url = request.getfixturevalue({"sqlite": "sqlite_url", "postgresql": "postgres_url"}[backend])
     redis_url = f"{redis_base}/8"
-    support.truncate(db_url)
+    stores.truncate(db_url)
     redis.Redis.from_url(redis_url).flushdb()
     client = create_app(make_settings(db_url, redis_url)).test_client()
     answer = client.open(path, method=method, data=raw, headers={**KEY, "Content-Type": "application/json"})

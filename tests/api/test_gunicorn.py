@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests import support
+from devkit import processes, stores
 from tests.api.helpers import task_body
 from tests.conftest import uid
 
@@ -24,14 +24,14 @@ def _envelope(response: requests.Response, code: int) -> dict:
 @pytest.fixture
 def server(app, db_url, redis_base, tmp_path):
     """gunicorn on a free loopback port, against the test database and Redis DB 8 (both emptied by `app`)."""
-    if not (support.ROOT / "wsgi.py").exists():
+    if not (stores.ROOT / "wsgi.py").exists():
         pytest.fail("wsgi.py (exposing `app = create_app()`) is missing at the project root")
-    with support.gunicorn(db_url, f"{redis_base}/8", tmp_path / "gunicorn.log") as base:
+    with processes.gunicorn(db_url, f"{redis_base}/8", tmp_path / "gunicorn.log") as base:
         yield base
 
 
 def test_intake_over_http_under_gunicorn(server):
-    key = {"X-API-Key": support.API_KEY}
+    key = {"X-API-Key": processes.API_KEY}
     task_id = uid()
     body = task_body(task_id)
     url = f"{server}/api/task/receive"
@@ -52,7 +52,7 @@ def test_intake_over_http_under_gunicorn(server):
     _envelope(requests.post(url, json=task_body(uid()), timeout=10), 401)
     _envelope(requests.post(url, json=task_body(uid()), headers={"X-API-Key": "wrong"}, timeout=10), 401)
     bearer = _envelope(requests.post(url, json=task_body(uid()), timeout=10,
-                                     headers={"Authorization": f"Bearer {support.API_KEY}"}), 200)
+                                     headers={"Authorization": f"Bearer {processes.API_KEY}"}), 200)
     assert bearer["data"]["status"] == "waiting"
 
     big = json.dumps(task_body(uid(), padding="x" * int(1.1 * 1024 * 1024)))
@@ -104,7 +104,7 @@ def _chunked(data: bytes, size: int = 64 * 1024):
 
 
 def test_chunked_body_over_1_mib_is_413_under_gunicorn(server):
-    key = {"X-API-Key": support.API_KEY, "Content-Type": "application/json"}
+    key = {"X-API-Key": processes.API_KEY, "Content-Type": "application/json"}
     url = f"{server}/api/task/receive"
     padded = json.dumps(task_body(uid(), padding="x" * int(1.1 * 1024 * 1024))).encode()
     trailing = json.dumps(task_body(uid())).encode() + b" " * int(1.1 * 1024 * 1024)

@@ -20,9 +20,10 @@ from app.models import Dispatch
 from app.services import dispatch as dispatch_service
 from app.infra.timeutil import utcnow
 from tests.conftest import DESIGNERS, TUHUI_API_KEY, uid
-from tests.fakes.tuhui import FakeTuhui
-from tests.fakes.wecom import FakeWecom
-from tests.support import API_KEY, wait_until
+from devkit.fakes.tuhui import FakeTuhui
+from devkit.fakes.wecom import FakeWecom
+from devkit.processes import API_KEY
+from devkit.stores import wait_until
 
 pytestmark = pytest.mark.integration
 

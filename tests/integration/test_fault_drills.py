@@ -9,7 +9,7 @@ import pytest
 
 from app import runtime
 from tests.conftest import uid
-from tests.support import wait_until
+from devkit.stores import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

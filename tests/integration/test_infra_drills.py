@@ -13,9 +13,10 @@ from app import create_app
 from app.config import Settings
 from app.infra.db import session_scope
 from app.models import CallbackOutbox, Task, TaskEvent
-from tests import support
+from devkit import processes, stores
+from tests.tcp_proxy import TcpProxy
 from tests.conftest import start_live, uid
-from tests.support import wait_until
+from devkit.stores import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -28,13 +29,13 @@ def reply_task(customer: str, **extra) -> dict:
 
 def test_database_unreachable_during_intake_answers_503_and_writes_nothing_half(postgres_url, redis_base):
     target = make_url(postgres_url)
-    proxy = support.TcpProxy(target.port or 5432).start()
+    proxy = TcpProxy(target.port or 5432).start()
     through_proxy = target.set(port=proxy.port).render_as_string(hide_password=False)
     redis_url = f"{redis_base}/7"
     redis.Redis.from_url(redis_url).flushdb()
-    app = create_app(Settings.from_env(support.base_env(through_proxy, redis_url)))
+    app = create_app(Settings.from_env(processes.base_env(through_proxy, redis_url)))
     client = app.test_client()
-    client.environ_base["HTTP_X_API_KEY"] = support.API_KEY
+    client.environ_base["HTTP_X_API_KEY"] = processes.API_KEY
     try:
         before = [reply_task(uid("c")) for _ in range(3)]
         assert {client.post("/api/task/receive", json=b).status_code for b in before} == {200}
@@ -70,10 +71,10 @@ def test_database_unreachable_during_intake_answers_503_and_writes_nothing_half(
 
 
 def test_redis_restarted_empty_loses_nothing_and_repeats_nothing(tmp_path):
-    redis_proc, redis_url = support.start_embedded_redis()
+    redis_proc, redis_url = stores.start_embedded_redis()
     port = int(redis_url.rsplit(":", 1)[1])
     db = f"sqlite:///{tmp_path / 'drill.db'}"
-    support.reset_database(db)
+    stores.reset_database(db)
     live = start_live(db, f"{redis_url}/0", tmp_path)
     qingjian, tianwang = live.qingjian, live.tianwang
     try:
@@ -85,7 +86,7 @@ def test_redis_restarted_empty_loses_nothing_and_repeats_nothing(tmp_path):
         redis_proc.kill()
         redis_proc.wait(10)
         time.sleep(2)
-        redis_proc, _ = support.start_embedded_redis(port)  # same address, nothing in it
+        redis_proc, _ = stores.start_embedded_redis(port)  # same address, nothing in it
         fresh = redis.Redis.from_url(f"{redis_url}/0")
 
         def back_on_the_new_redis():

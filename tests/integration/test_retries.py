@@ -3,7 +3,7 @@ has not acknowledged, and failed (with 天网 told) when the retries run out."""
 import pytest
 
 from tests.conftest import uid
-from tests.support import wait_until
+from devkit.stores import wait_until
 
 pytestmark = pytest.mark.integration
 

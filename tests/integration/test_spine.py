@@ -2,7 +2,7 @@
 import pytest
 
 from tests.conftest import uid
-from tests.support import wait_until
+from devkit.stores import wait_until
 
 pytestmark = pytest.mark.integration
 

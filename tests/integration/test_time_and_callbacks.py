@@ -8,7 +8,7 @@ from sqlalchemy import select
 from app.infra.db import session_scope
 from app.models import CallbackOutbox
 from tests.conftest import uid
-from tests.support import wait_until
+from devkit.stores import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -5,5 +5,5 @@
 - tuhui.FakeTuhui: 图绘 dispatch API
 - wecom.FakeWecom: 企业微信 group robot
 
-Each also runs on its own: `python -m tests.fakes.<name> --help`.
+Each also runs on its own: `python -m devkit.fakes.<name> --help`.
 """

@@ -4,7 +4,7 @@ Holds online designers and tasks in memory. Controls inject errors, slowness and
 "created, but the answer never arrived" case, so the bridge's dispatch workflow can prove it
 looks in /dispatch/queue before creating a task twice.
 
-    python -m tests.fakes.tuhui --port 9531 --api-key K --designers 橘子,婷婷
+    python -m devkit.fakes.tuhui --port 9531 --api-key K --designers 橘子,婷婷
 
 Path rules for `fail_next` / `slow`: a prefix of the path ("/tasks" also matches
 "/tasks/ab12cd34/assign"), optionally led by a method ("POST /tasks"); a trailing "$" makes it
@@ -18,7 +18,7 @@ import re
 import uuid
 from typing import Any
 
-from tests.fakes._http import FakeHTTPServer, Request, emit, json_body, serve_until_signal
+from devkit.fakes._http import FakeHTTPServer, Request, emit, json_body, serve_until_signal
 
 _TASK_PATH = re.compile(r"^/tasks/([^/]+)(/assign|/complete)?$")
 _AUTO = object()  # suggestion not set: use the first online designer

@@ -5,7 +5,7 @@ the bridge sends to customers and answers each send with a `send_result`. Contro
 answers fail, come late, never come, or the connection break, so retries and reconnects can be
 exercised. `sent` holds only what a customer actually received, each `req_id` once.
 
-    python -m tests.fakes.qingjian --port 9528 --control-port 9529
+    python -m devkit.fakes.qingjian --port 9528 --control-port 9529
     curl -XPOST localhost:9529/say -d '{"from_id":"customer_123","content":"好的"}'
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection, serve
 
-from tests.fakes._http import FakeHTTPServer, Request, emit, json_body, serve_until_signal
+from devkit.fakes._http import FakeHTTPServer, Request, emit, json_body, serve_until_signal
 
 LABEL = "轻简 fake"
 SEND_ACTIONS = ("send_text", "send_file", "send_link")

@@ -3,14 +3,14 @@
 Like the real robot it always answers HTTP 200 and reports problems in `errcode`, so a client
 that only checks the HTTP status is caught out.
 
-    python -m tests.fakes.wecom --port 9532
+    python -m devkit.fakes.wecom --port 9532
 """
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from tests.fakes._http import FakeHTTPServer, Request, emit, json_body, serve_until_signal
+from devkit.fakes._http import FakeHTTPServer, Request, emit, json_body, serve_until_signal
 
 RATE_LIMITED = 45009
 MAX_MARKDOWN_BYTES = 4096  # the real robot refuses longer markdown with 40058

@@ -4,7 +4,7 @@ Records every POST, dedupes by `event_id` (as the real 天网 does: delivery is 
 checks the HMAC signature when a secret is set, and can be told to fail, hang or go down so
 the bridge's retry/backoff path can be exercised.
 
-    python -m tests.fakes.tianwang --port 9530 [--secret S]
+    python -m devkit.fakes.tianwang --port 9530 [--secret S]
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import hmac
 from datetime import datetime
 from typing import Any, Callable
 
-from tests.fakes._http import Countdown, FakeHTTPServer, Request, emit, json_body, serve_until_signal
+from devkit.fakes._http import Countdown, FakeHTTPServer, Request, emit, json_body, serve_until_signal
 
 CALLBACK_PATH = "/callback"
 CALLBACK_STATUSES = {"running", "completed", "failed", "cancelled", "timeout"}

@@ -224,7 +224,7 @@ def json_body(request: Request) -> tuple[Any, str | None]:
 
 
 def serve_until_signal(*fakes: Any) -> None:
-    """For `python -m tests.fakes.X`: run until SIGINT/SIGTERM, then stop cleanly."""
+    """For `python -m devkit.fakes.X`: run until SIGINT/SIGTERM, then stop cleanly."""
     done = threading.Event()
 
     def _stop(signum: int, frame: Any) -> None:
