@@ -14,7 +14,8 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings | None = None) -> Flask:
     from flask_swagger_ui import get_swaggerui_blueprint
 
-    from app import runtime, state_machine
+    from app import runtime
+    from app.state import tasks as task_states
     from app.api import dispatch, system, tasks
     from app.api.guard import init_guard
     from app.extensions import api, celery_init_app
@@ -40,7 +41,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         CELERY={"broker_url": settings.celery_broker_url, "result_backend": settings.celery_result_backend},
     )
     celery_init_app(app)
-    state_machine.set_callback_hook(callbacks.wake)
+    task_states.set_callback_hook(callbacks.wake)
     init_guard(app, settings)
     api.init_app(app)
     api.register_blueprint(tasks.blp)

@@ -13,6 +13,7 @@ from app.infra import db
 from app.config import Settings
 from app.infra.redis_client import get_redis
 from app.registry import Registry
+from app.state import tasks as task_states
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ _current: Runtime | None = None
 def configure(settings: Settings) -> Runtime:
     global _current
     db.init_engine(settings.database_url)
+    task_states.configure(task_states.CallbackPolicy(enabled=bool(settings.callback_url), zone=settings.app_timezone))
     client = get_redis(settings.redis_url)
     _current = Runtime(settings, client, Registry(client, settings.redis_prefix))
     return _current

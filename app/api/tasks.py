@@ -15,7 +15,7 @@ from app.domain.triggers import TRIGGER_TYPES
 from app.models import Task, TaskEvent
 from app.schemas import CancelSchema, EnvelopeSchema, TaskListQuerySchema, TaskReceiveSchema
 from app.services import intake
-from app.state_machine import TaskNotFound
+from app.state.tasks import TaskNotFound
 from app.views import event_view, task_view
 
 RECEIVE_SCHEMA = TaskReceiveSchema()  # schemas are stateless; building one per request cost 0.6 ms

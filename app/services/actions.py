@@ -15,7 +15,8 @@ from datetime import timedelta
 
 from sqlalchemy import or_
 
-from app import runtime, state_machine, stats
+from app import runtime, stats
+from app.state import tasks as task_states
 from app.clients.qingjian import SendChannel, send_frame
 from app.infra.db import session_scope
 from app.domain import actions as plan
@@ -52,7 +53,7 @@ def take_lease(task_id: str, owner: str) -> Task | None:
     rt = runtime.current()
     now = utcnow()
     with session_scope() as session:
-        took = state_machine.update_running(
+        took = task_states.update_running(
             session, task_id,
             where=(or_(Task.lease_owner.is_(None), Task.lease_owner == owner, Task.lease_expires_at < now),),
             lease_owner=owner, lease_expires_at=now + timedelta(seconds=rt.settings.action_lease_seconds),
@@ -106,7 +107,7 @@ class Sends:
 
     def write(self, session, task_id: str) -> None:
         for kind, detail in self.events:
-            state_machine.record(session, task_id, kind, detail)
+            task_states.record(session, task_id, kind, detail)
 
 
 def _transfer(task: Task, owner: str) -> Outcome:
@@ -177,7 +178,7 @@ def _keep_lease(task_id: str, owner: str, sends: Sends) -> None:
     if time.monotonic() - sends.lease_renewed < rt.settings.action_lease_seconds / 3:
         return
     with session_scope() as session:
-        if not state_machine.update_running(
+        if not task_states.update_running(
                 session, task_id, where=_lease_held(owner),
                 lease_expires_at=utcnow() + timedelta(seconds=rt.settings.action_lease_seconds)):
             raise LeaseLost(task_id)
@@ -190,15 +191,13 @@ class LeaseLost(Exception):
 
 def _finish(task: Task, owner: str, sends: Sends | None = None, *, result: dict | None = None,
             failed_with: str | None = None) -> Outcome:
-    rt = runtime.current()
     target = states.FAILED if failed_with else states.COMPLETED
     with session_scope() as session:
         if sends is not None:
             sends.write(session, task.task_id)
-        moved = state_machine.move(
+        moved = task_states.move(
             session, task.task_id, target, result=result, error=failed_with, where=_lease_held(owner),
             values={"progress": sends.progress} if sends is not None else None,
-            callbacks_enabled=bool(rt.settings.callback_url), zone=rt.settings.app_timezone,
         )
         if not moved.won:  # the lease was lost: leave no history of this run
             session.rollback()
@@ -214,22 +213,20 @@ def _after_failure(task: Task, owner: str, sends: Sends, error: str) -> Outcome:
     now = utcnow()
     with session_scope() as session:
         sends.write(session, task.task_id)
-        state_machine.record(session, task.task_id, "attempt_failed",
+        task_states.record(session, task.task_id, "attempt_failed",
                              {"attempt": task.retry_count, "error": error}, now=now)
         if now >= task.expires_at:
-            moved = state_machine.move(session, task.task_id, states.TIMEOUT, error=f"deadline passed; last error: {error}",
-                                       where=_lease_held(owner), values={"progress": sends.progress}, callbacks_enabled=bool(rt.settings.callback_url),
-                                       zone=rt.settings.app_timezone, now=now)
+            moved = task_states.move(session, task.task_id, states.TIMEOUT, error=f"deadline passed; last error: {error}",
+                                       where=_lease_held(owner), values={"progress": sends.progress}, now=now)
             return Outcome(done=True, status=states.TIMEOUT if moved.won else moved.previous)
         if task.retry_count >= task.max_retry:
-            moved = state_machine.move(session, task.task_id, states.FAILED, error=error,
-                                       where=_lease_held(owner), values={"progress": sends.progress}, callbacks_enabled=bool(rt.settings.callback_url),
-                                       zone=rt.settings.app_timezone, now=now)
+            moved = task_states.move(session, task.task_id, states.FAILED, error=error,
+                                       where=_lease_held(owner), values={"progress": sends.progress}, now=now)
             return Outcome(done=True, status=states.FAILED if moved.won else moved.previous)
         delay = plan.retry_delay(task.retry_count, random.random())
         # Hand the lease back, but keep it from lapsing before the retry is due, so beat does not
         # re-drive a task whose retry is merely waiting.
-        kept = state_machine.update_running(
+        kept = task_states.update_running(
             session, task.task_id, where=_lease_held(owner), retry_count=task.retry_count + 1,
             error_message=error, lease_owner=None, progress=sends.progress,
             lease_expires_at=now + timedelta(seconds=delay + rt.settings.action_lease_seconds),

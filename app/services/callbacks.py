@@ -15,7 +15,8 @@ from datetime import timedelta
 import requests
 from sqlalchemy import func, select, update
 
-from app import queueing, runtime, state_machine, stats
+from app import queueing, runtime, stats
+from app.state import tasks as task_states
 from app.clients import tianwang
 from app.infra.db import session_scope
 from app.models import CallbackOutbox
@@ -133,7 +134,7 @@ def _settle(outcomes: list[Delivery]) -> None:
         } for o in outcomes])
         for o in outcomes:
             if o.state != "pending":
-                state_machine.record(session, o.task_id, "callback", {
+                task_states.record(session, o.task_id, "callback", {
                     "event_id": o.event_id, "status": o.status, "outcome": o.state, "attempts": o.attempts,
                     **({"error": o.error} if o.error else {})}, now=now)
 

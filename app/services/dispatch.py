@@ -29,7 +29,9 @@ from typing import Callable
 import requests
 from sqlalchemy import func, select, update
 
-from app import dispatch_state, queueing, runtime, state_machine
+from app import queueing, runtime
+from app.state import tasks as task_states
+from app.state import dispatches as dispatch_states
 from app.clients import tuhui, wecom
 from app.clients.qingjian import SendChannel, send_frame
 from app.infra.db import session_scope
@@ -110,7 +112,7 @@ def start_for_task(task: Task, owner: str, *, acc_id: str, customer_id: str) -> 
     existing = _dispatch_of_task(task.task_id)
     dispatch_id, token = existing or str(uuid.uuid4()), _token()
     with session_scope() as session:
-        kept = state_machine.update_running(session, task.task_id, where=(Task.lease_owner == owner,),
+        kept = task_states.update_running(session, task.task_id, where=(Task.lease_owner == owner,),
                                             lease_owner=f"dispatch:{dispatch_id}", lease_expires_at=lease_until)
         if not kept:
             return None
@@ -118,7 +120,7 @@ def start_for_task(task: Task, owner: str, *, acc_id: str, customer_id: str) -> 
             action = task.action or {}
             session.add(_new(dispatch_id, token, now, task.task_id, customer_id, acc_id, None,
                              action.get("image_url"), action.get("reason")))
-            state_machine.record(session, task.task_id, "dispatch", {"dispatch_id": dispatch_id}, now=now)
+            task_states.record(session, task.task_id, "dispatch", {"dispatch_id": dispatch_id}, now=now)
     if existing is None:
         log.info("task %s: dispatch %s started for customer %s", task.task_id, dispatch_id, customer_id,
                  extra={"task_id": task.task_id, "event": "dispatch"})
@@ -290,7 +292,7 @@ def _wait_for_designer(d: Dispatch, token: str) -> str:
     values = {"next_attempt_at": next_at, "lease_owner": None, "notified_offline": notified}
     with session_scope() as session:
         if d.status == flow.PENDING:
-            ours = dispatch_state.move(session, d.dispatch_id, flow.WAITING_DESIGNER, values=values,
+            ours = dispatch_states.move(session, d.dispatch_id, flow.WAITING_DESIGNER, values=values,
                                        where=(Dispatch.lease_owner == token,), now=now).won
         else:
             ours = session.execute(
@@ -520,7 +522,7 @@ def _write_step(session, dispatch_id: str, name: str, status: str, attempts: int
 def _move(d: Dispatch, token: str, target: str, values: dict) -> Dispatch:
     now = utcnow()
     with session_scope() as session:
-        moved = dispatch_state.move(session, d.dispatch_id, target, where=(Dispatch.lease_owner == token,),
+        moved = dispatch_states.move(session, d.dispatch_id, target, where=(Dispatch.lease_owner == token,),
                                     values={**values, "next_attempt_at": now + RUN_LEASE}, now=now)
         if not moved.won:
             raise LeaseLost(d.dispatch_id)
@@ -536,7 +538,7 @@ def _fail(d: Dispatch, token: str, error: str, *, step: tuple | None = None, ale
         if step is not None:
             name, attempts, result = step
             _write_step(session, d.dispatch_id, name, flow.STEP_FAILED, attempts, error, result, now)
-        moved = dispatch_state.move(session, d.dispatch_id, flow.FAILED, error=error, values=keep,
+        moved = dispatch_states.move(session, d.dispatch_id, flow.FAILED, error=error, values=keep,
                                     where=(Dispatch.lease_owner == token,), now=now)
         if not moved.won:
             raise LeaseLost(d.dispatch_id)

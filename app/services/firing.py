@@ -6,7 +6,8 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from app import queueing, runtime, state_machine, stats
+from app import queueing, runtime, stats
+from app.state import tasks as task_states
 from app.infra.db import session_scope
 from app.domain import states
 from app.domain.triggers import (
@@ -53,11 +54,10 @@ def claim(task_id: str, event: InboundEvent | None, spec: dict | None = None) ->
     now = utcnow()
     by = triggered_by(event) if event is not None else {"kind": "time"}
     with session_scope() as session:
-        moved = state_machine.move(
+        moved = task_states.move(
             session, task_id, states.RUNNING, detail={"triggered_by": by},
             values={"triggered_at": now, "triggered_by": by, "lease_owner": None,
-                    "lease_expires_at": now + timedelta(seconds=rt.settings.action_lease_seconds)},
-            callbacks_enabled=bool(rt.settings.callback_url), zone=rt.settings.app_timezone, now=now,
+                    "lease_expires_at": now + timedelta(seconds=rt.settings.action_lease_seconds)}, now=now,
         )
         priority = session.scalar(select(Task.priority).where(Task.task_id == task_id)) \
             if moved.won and spec is None else None

@@ -9,7 +9,8 @@ from datetime import timedelta
 
 from sqlalchemy.exc import IntegrityError
 
-from app import runtime, state_machine
+from app import runtime
+from app.state import tasks as task_states
 from app.infra.db import session_scope
 from app.domain import states
 from app.domain.triggers import SPECIFIED_CUSTOMER_REPLY, TIME_REACH
@@ -68,7 +69,7 @@ def receive(body: dict, data: dict) -> Received:
         with session_scope() as session:
             session.add(task)
             session.flush()
-            state_machine.record(session, task_id, "received", {"created_by": task.created_by},
+            task_states.record(session, task_id, "received", {"created_by": task.created_by},
                                  now=task.created_at)
     except IntegrityError:  # the id is taken: a repeat (or a conflict), judged outside that transaction
         with session_scope() as session:
@@ -139,12 +140,10 @@ def _new_task(data: dict, body: dict, digest: str, settings) -> Task:
 
 def cancel(task_id: str, reason: str | None) -> str:
     """Cancel a pending or waiting task; raises TaskNotFound, or Conflict with the current status."""
-    rt = runtime.current()
     with session_scope() as session:
-        moved = state_machine.move(
+        moved = task_states.move(
             session, task_id, states.CANCELLED, error=None, detail={"reason": reason},
             values={"error_message": f"cancelled: {reason}" if reason else "cancelled"},
-            callbacks_enabled=bool(rt.settings.callback_url), zone=rt.settings.app_timezone,
         )
     if not moved.won:
         raise Conflict(f"task is {moved.previous}; only pending or waiting tasks can be cancelled",

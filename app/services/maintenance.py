@@ -6,7 +6,8 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from app import queueing, runtime, state_machine
+from app import queueing, runtime
+from app.state import tasks as task_states
 from app.infra.db import session_scope
 from app.domain import states
 from app.domain.triggers import PRIORITY_RANK, TIME_REACH
@@ -30,12 +31,11 @@ def fire_due_timers(limit: int = BATCH) -> int:
             .order_by(Task.due_at).limit(limit)).all()
         if not due:
             return 0
-        won = set(state_machine.move_many(
+        won = set(task_states.move_many(
             session, [task_id for task_id, _ in due], states.WAITING, states.RUNNING,
             values={"triggered_at": now, "triggered_by": {"kind": "time"}, "lease_owner": None,
                     "lease_expires_at": now + timedelta(seconds=rt.settings.action_lease_seconds)},
-            detail={"triggered_by": {"kind": "time"}},
-            callbacks_enabled=bool(rt.settings.callback_url), zone=rt.settings.app_timezone, now=now))
+            detail={"triggered_by": {"kind": "time"}}, now=now))
     registration.forget_many(won)
     winners = [row for row in due if row[0] in won]
     for task_id, priority in sorted(winners, key=lambda row: PRIORITY_RANK.get(row[1], 2)):
@@ -45,16 +45,14 @@ def fire_due_timers(limit: int = BATCH) -> int:
 
 def expire_deadlines(limit: int = BATCH) -> int:
     """pending/waiting tasks past their deadline become `timeout` (running ones finish their attempt)."""
-    rt = runtime.current()
     now = utcnow()
     expired: list[str] = []
     for source in (states.PENDING, states.WAITING):
         with session_scope() as session:
             late = list(session.scalars(
                 select(Task.task_id).where(Task.status == source, Task.expires_at <= now).limit(limit)))
-            expired += state_machine.move_many(
-                session, late, source, states.TIMEOUT, error="deadline passed before the trigger fired",
-                callbacks_enabled=bool(rt.settings.callback_url), zone=rt.settings.app_timezone, now=now)
+            expired += task_states.move_many(
+                session, late, source, states.TIMEOUT, error="deadline passed before the trigger fired", now=now)
     registration.forget_many(expired)
     return len(expired)
 
@@ -74,11 +72,11 @@ def redrive_lapsed_leases(limit: int = BATCH) -> int:
     count = 0
     for task_id, priority, seen in lapsed:
         with session_scope() as session:
-            ours = state_machine.update_running(
+            ours = task_states.update_running(
                 session, task_id, where=(Task.lease_expires_at == seen,),
                 lease_owner=None, lease_expires_at=now + lease)
             if ours:
-                state_machine.record(session, task_id, "redrive", {"lease_expired_at": str(seen)})
+                task_states.record(session, task_id, "redrive", {"lease_expired_at": str(seen)})
         if ours:
             log.warning("task %s: lease lapsed, re-driving its action", task_id,
                         extra={"task_id": task_id, "event": "redrive"})

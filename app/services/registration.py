@@ -6,7 +6,8 @@ import logging
 import redis
 from sqlalchemy import func, select
 
-from app import runtime, state_machine
+from app import runtime
+from app.state import tasks as task_states
 from app.infra.db import session_scope
 from app.domain import states
 from app.domain.triggers import MESSAGE_TRIGGERS, compile_spec, matches, within_lookback
@@ -43,7 +44,7 @@ def activate(task_id: str, spec: dict | None = None) -> str:
                     extra={"task_id": task_id, "event": "register_failed"})
         return states.PENDING
     with session_scope() as session:
-        moved = state_machine.move(session, task_id, states.WAITING, zone=rt.settings.app_timezone)
+        moved = task_states.move(session, task_id, states.WAITING)
     if not moved.won:
         return moved.previous
     catch_up(spec)

@@ -4,9 +4,11 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from sqlalchemy import select
 
-from app import state_machine
+from app import runtime
+from app.state import tasks as task_states
 from app.infra.db import session_scope
 from app.models import CallbackOutbox, Task, TaskEvent
 from tests.api.helpers import assert_envelope, reply_body, task_body
@@ -14,6 +16,14 @@ from tests.conftest import uid
 from devkit.processes import API_KEY
 
 THREADS = 20
+
+
+@pytest.fixture(autouse=True)
+def callbacks_owed(app):
+    """These races check the callback each winner owes 天网, as with TIANWANG_CALLBACK_URL set."""
+    task_states.configure(task_states.CallbackPolicy(enabled=True))
+    yield
+    runtime.configure(app.config["SETTINGS"])
 
 
 def _race(n: int, work):
@@ -47,7 +57,7 @@ def test_twenty_threads_claim_one_task_exactly_one_wins(app, client):
 
     def claim(_):
         with session_scope() as session:
-            return state_machine.move(session, task_id, "running", callbacks_enabled=True)
+            return task_states.move(session, task_id, "running")
 
     results = _race(THREADS, claim)
     winners = [r for r in results if r.won]
@@ -70,7 +80,7 @@ def test_claims_racing_a_cancel_have_exactly_one_winner(app, client):
     def claim_or_cancel(i):
         target = "running" if i % 2 else "cancelled"
         with session_scope() as session:
-            return target, state_machine.move(session, task_id, target, callbacks_enabled=True)
+            return target, task_states.move(session, task_id, target)
 
     results = _race(THREADS, claim_or_cancel)
     winners = [(target, moved) for target, moved in results if moved.won]

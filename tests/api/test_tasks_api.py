@@ -363,13 +363,13 @@ def test_cancel_moves_to_cancelled_and_leaves_the_index(client, rdb):
 
 
 def test_cancel_of_a_running_task_is_409_with_its_status(client, rdb):
-    from app import state_machine
+    from app.state import tasks as task_states
     from app.infra.db import session_scope
 
     task_id = uid()
     receive(client, task_body(task_id))
     with session_scope() as session:
-        assert state_machine.move(session, task_id, "running", callbacks_enabled=False).won
+        assert task_states.move(session, task_id, "running").won
     before = counts()
     answer = assert_envelope(client.post("/api/task/cancel", json={"task_id": task_id}), 409)
     assert answer["data"]["status"] == "running"

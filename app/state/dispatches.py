@@ -1,23 +1,23 @@
-"""The one place that writes a dispatch's status (DESIGN.md rule 1, as `app.state_machine` for tasks).
+"""The one place that writes a dispatch's status (DESIGN.md rule 1, as `app.state.tasks` for tasks).
 
 A move is a compare-and-set `UPDATE dispatches SET status=:to WHERE dispatch_id=:id AND status=:from`
 (plus the caller's extra conditions, e.g. that it still holds the dispatch's lease), in the caller's
 transaction. When a dispatch that belongs to a task reaches `assigned` or `failed`, the task moves to
-`completed` or `failed` through `app.state_machine` in the same transaction, so the two never disagree.
+`completed` or `failed` through `app.state.tasks` in the same transaction, so the two never disagree.
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app import runtime, state_machine
 from app.domain import dispatch as flow
 from app.domain import states
 from app.models import Dispatch
+from app.state import tasks as task_states
+from app.state.cas import Swap, swap_status
 from app.infra.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -27,15 +27,9 @@ class DispatchNotFound(LookupError):
     pass
 
 
-@dataclass(frozen=True)
-class Moved:
-    won: bool
-    previous: str | None  # the status seen (before the move if won)
-
-
 def move(session: Session, dispatch_id: str, target: str, *, only_from: frozenset[str] | set[str] | None = None,
          values: dict | None = None, error: str | None = None, where: tuple = (),
-         now: datetime | None = None) -> Moved:
+         now: datetime | None = None) -> Swap:
     """Move `dispatch_id` to `target` if its status allows it; raises DispatchNotFound for an unknown id."""
     allowed = flow.sources(target)
     if only_from is not None:
@@ -47,53 +41,33 @@ def move(session: Session, dispatch_id: str, target: str, *, only_from: frozense
     if target in flow.TERMINAL:
         row_values.setdefault("completed_at", now)
 
-    for _ in range(3):
-        row = session.execute(select(Dispatch.status, Dispatch.task_id)
-                              .where(Dispatch.dispatch_id == dispatch_id)).first()
-        if row is None:
-            raise DispatchNotFound(dispatch_id)
-        current, task_id = row
-        if current not in allowed:
-            return Moved(False, current)
-        hit = session.execute(
-            update(Dispatch)
-            .where(Dispatch.dispatch_id == dispatch_id, Dispatch.status == current, *where)
-            .values(**row_values)
-            .execution_options(synchronize_session=False)
-        ).rowcount
-        if hit == 1:
-            break
-        if where:  # an extra condition failed (lease lost): not ours to move
-            return Moved(False, current)
-    else:
-        return Moved(False, current)
-
-    log.info("dispatch %s: %s -> %s%s", dispatch_id, current, target, f" ({error})" if error else "",
+    swap = swap_status(session, Dispatch, dispatch_id, allowed, row_values, where)
+    if swap.previous is None:
+        raise DispatchNotFound(dispatch_id)
+    if not swap.won:
+        return swap
+    task_id = session.scalar(select(Dispatch.task_id).where(Dispatch.dispatch_id == dispatch_id))
+    log.info("dispatch %s: %s -> %s%s", dispatch_id, swap.previous, target, f" ({error})" if error else "",
              extra={"task_id": task_id, "event": "dispatch_status"})
     if task_id and target in flow.TERMINAL:
         _settle_task(session, task_id, dispatch_id, target, error, values or {}, now)
-    return Moved(True, current)
+    return swap
 
 
 def _settle_task(session: Session, task_id: str, dispatch_id: str, target: str, error: str | None,
                  values: dict, now: datetime) -> None:
     """The task whose action started this dispatch ends with it."""
-    settings = runtime.current().settings
     if target == flow.ASSIGNED:
         row = session.execute(select(Dispatch.designer, Dispatch.tuhui_task_id)
                               .where(Dispatch.dispatch_id == dispatch_id)).first()
         result = {"dispatch_id": dispatch_id, "designer": values.get("designer", row.designer),
                   "tuhui_task_id": values.get("tuhui_task_id", row.tuhui_task_id)}
-        moved = state_machine.move(session, task_id, states.COMPLETED, only_from={states.RUNNING},
-                                   result=result, detail={"dispatch_id": dispatch_id},
-                                   callbacks_enabled=bool(settings.callback_url), zone=settings.app_timezone,
-                                   now=now)
+        moved = task_states.move(session, task_id, states.COMPLETED, only_from={states.RUNNING},
+                                 result=result, detail={"dispatch_id": dispatch_id}, now=now)
     else:
-        moved = state_machine.move(session, task_id, states.FAILED, only_from={states.RUNNING},
-                                   error=f"dispatch {dispatch_id} failed: {error}",
-                                   result={"dispatch_id": dispatch_id}, detail={"dispatch_id": dispatch_id},
-                                   callbacks_enabled=bool(settings.callback_url), zone=settings.app_timezone,
-                                   now=now)
+        moved = task_states.move(session, task_id, states.FAILED, only_from={states.RUNNING},
+                                 error=f"dispatch {dispatch_id} failed: {error}",
+                                 result={"dispatch_id": dispatch_id}, detail={"dispatch_id": dispatch_id}, now=now)
     if not moved.won:
         log.warning("dispatch %s is %s but its task %s is %s; the task is left as it is", dispatch_id, target,
                     task_id, moved.previous, extra={"task_id": task_id, "event": "dispatch_task"})

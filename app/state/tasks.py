@@ -4,6 +4,9 @@ Every move is a compare-and-set `UPDATE tasks SET status=:to WHERE task_id=:id A
 plus its history row, plus (for running and terminal statuses) its callback outbox row, all in the
 caller's transaction. Whoever's update hits the row has won; everybody else gets `won=False` and drops
 the work. That is what makes a task fire once however many workers, listeners or beats race for it.
+
+Whether callbacks are sent and in which zone their times are written is policy, set once when the
+process is configured (`configure`, from `app.runtime`), not by each caller.
 """
 from __future__ import annotations
 
@@ -13,14 +16,29 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import event, select, update
+from sqlalchemy import event, update
 from sqlalchemy.orm import Session
 
 from app.domain import states
-from app.models import CallbackOutbox, Task, TaskEvent
 from app.infra.timeutil import iso, utcnow
+from app.models import CallbackOutbox, Task, TaskEvent
+from app.state.cas import swap_status
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CallbackPolicy:
+    enabled: bool = True  # False: outbox rows are kept as `unsent` (no TIANWANG_CALLBACK_URL)
+    zone: str = "Asia/Shanghai"  # the zone of the callback's timestamp
+
+
+_policy = CallbackPolicy()
+
+
+def configure(policy: CallbackPolicy) -> None:
+    global _policy
+    _policy = policy
 
 
 class TaskNotFound(LookupError):
@@ -45,8 +63,6 @@ def move(
     error: str | None = None,
     result: dict | None = None,
     where: tuple = (),
-    callbacks_enabled: bool = True,
-    zone: str = "Asia/Shanghai",
     now: datetime | None = None,
 ) -> Moved:
     """Move `task_id` to `target` if its current status allows it (and is in `only_from`, if given).
@@ -67,48 +83,20 @@ def move(
         row_values.setdefault("completed_at", now)
         row_values.setdefault("lease_owner", None)
         row_values.setdefault("lease_expires_at", None)
-
-    def cas(expected: str) -> bool:
-        return session.execute(
-            update(Task)
-            .where(Task.task_id == task_id, Task.status == expected, *where)
-            .values(**row_values)
-            .execution_options(synchronize_session=False)
-        ).rowcount == 1
-
-    def status_now() -> str:
-        found = session.scalar(select(Task.status).where(Task.task_id == task_id))
-        if found is None:
-            raise TaskNotFound(task_id)
-        return found
-
-    if len(allowed) == 1:
-        # One possible source (the hot paths: claim, finish): try the update straight away.
-        current = next(iter(allowed))
-        if not cas(current):
-            return Moved(False, status_now())
-    else:
-        # A CAS loop: read the status, update only if it is still that; re-read if it moved meanwhile.
-        for _ in range(3):
-            current = status_now()
-            if current not in allowed:
-                return Moved(False, current)
-            if cas(current):
-                break
-            if where:  # an extra condition (the lease) failed: not ours to move
-                return Moved(False, current)
-        else:
-            return Moved(False, current)
-
+    swap = swap_status(session, Task, task_id, allowed, row_values, where)
+    if swap.previous is None:
+        raise TaskNotFound(task_id)
+    if not swap.won:
+        return Moved(False, swap.previous)
     session.add(TaskEvent(
-        task_id=task_id, at=now, kind="status", from_status=current, to_status=target,
+        task_id=task_id, at=now, kind="status", from_status=swap.previous, to_status=target,
         detail={**(detail or {}), **({"error": error} if error else {})} or None,
     ))
     event_id = None
     if target in states.CALLBACK_ON:
-        event_id = _add_callback(session, task_id, target, error, result, now, zone, callbacks_enabled)
-    log.info("task %s: %s -> %s", task_id, current, target, extra={"task_id": task_id, "event": "status"})
-    return Moved(True, current, event_id)
+        event_id = _add_callback(session, task_id, target, error, result, now)
+    log.info("task %s: %s -> %s", task_id, swap.previous, target, extra={"task_id": task_id, "event": "status"})
+    return Moved(True, swap.previous, event_id)
 
 
 def move_many(
@@ -120,8 +108,6 @@ def move_many(
     values: dict | None = None,
     error: str | None = None,
     detail: dict | None = None,
-    callbacks_enabled: bool = True,
-    zone: str = "Asia/Shanghai",
     now: datetime | None = None,
 ) -> list[str]:
     """`move` for a batch that all leave the same `source` status: one CAS statement for all of them.
@@ -149,23 +135,23 @@ def move_many(
         session.add(TaskEvent(task_id=task_id, at=now, kind="status", from_status=source, to_status=target,
                               detail=details))
         if target in states.CALLBACK_ON:
-            _add_callback(session, task_id, target, error, None, now, zone, callbacks_enabled)
+            _add_callback(session, task_id, target, error, None, now)
     if won:
         log.info("%d tasks: %s -> %s", len(won), source, target, extra={"event": "status_batch"})
     return won
 
 
-def _add_callback(session, task_id, status, error, result, now, zone, enabled) -> str:
+def _add_callback(session, task_id, status, error, result, now) -> str:
     event_id = str(uuid.uuid4())
     body = json.dumps({
         "event_id": event_id, "task_id": task_id, "status": status, "error": error,
-        "result": result, "timestamp": iso(now, zone),
+        "result": result, "timestamp": iso(now, _policy.zone),
     }, ensure_ascii=False, separators=(",", ":"))
     session.add(CallbackOutbox(
         event_id=event_id, task_id=task_id, status=status, body=body, created_at=now,
-        next_attempt_at=now, state="pending" if enabled else "unsent",
+        next_attempt_at=now, state="pending" if _policy.enabled else "unsent",
     ))
-    if enabled:
+    if _policy.enabled:
         session.info.setdefault("callbacks_due", []).append(event_id)
     return event_id
 
