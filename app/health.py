@@ -19,7 +19,7 @@ def _check(fn) -> dict:
 
 def _heartbeat(name: str):
     rt = runtime.current()
-    seen = heartbeat.age(rt.redis, rt.settings.redis_prefix, name)
+    seen = heartbeat.age(rt.redis, rt.keys, name)
     if seen is None:
         raise RuntimeError(f"no {name} heartbeat in the last {heartbeat.TTL_SECONDS}s")
     return {"age_seconds": round(seen, 1)}

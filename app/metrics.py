@@ -69,7 +69,7 @@ class BridgeCollector:
         raw = stats.read("listener")
         connected = GaugeMetricFamily("tianwang_listener_connected", "1 while the active listener holds the 轻简 socket")
         rt = runtime.current()
-        alive = heartbeat.age(rt.redis, rt.settings.redis_prefix, "listener") is not None
+        alive = heartbeat.age(rt.redis, rt.keys, "listener") is not None
         connected.add_metric([], raw.get("connected", 0.0) if alive else 0.0)  # a killed listener can't say 0
         yield connected
         events = CounterMetricFamily("tianwang_listener_events", "Listener events by kind", labels=["kind"])

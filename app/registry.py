@@ -1,19 +1,8 @@
 """The Redis index of waiting tasks: what a message looks at to find the tasks it may fire.
 
 Everything here can be rebuilt from SQL (`reconcile` in app.services.registration), so losing Redis
-loses no task. Keys (all under the configured prefix):
-
-  spec                 hash  task_id -> compiled trigger spec (JSON, app.domain.triggers)
-  ix:cust:<customer>   set   tasks bound to that customer (any message trigger)
-  ix:kw:<keyword>      set   any-customer tasks by normalised keyword
-  ix:kws               set   every keyword that has (or had) an ix:kw set
-  ix:kwlens            set   every keyword length in ix:kws, so a message probes only those lengths
-  ix:evt:<payment|order> set any-customer payment/order tasks (fired by the event itself)
-  ix:ce:<event>        set   custom_event tasks by event name
-  recent:<customer>    zset  that customer's messages of the last hour (for lookback_seconds)
-  recent:*             zset  everybody's messages of the last hour (for any-customer lookback)
-
-The cost of a lookup depends on the message and the customer, never on how many tasks wait.
+loses no task. The keys are named in app.infra.keys (spec, ix:*, recent:*). The cost of a lookup
+depends on the message and the customer, never on how many tasks wait.
 """
 from __future__ import annotations
 
@@ -23,6 +12,7 @@ from typing import Iterable
 import redis
 
 from app.domain.triggers import InboundEvent, index_keys, substrings
+from app.infra.keys import Keys
 
 RECENT_SECONDS = 3600
 
@@ -40,28 +30,21 @@ return 1
 
 
 class Registry:
-    def __init__(self, client: redis.Redis, prefix: str = "tw:"):
+    def __init__(self, client: redis.Redis, keys: Keys):
         self.r = client
-        self.p = prefix
+        self.keys = keys
+        self.spec_key = keys.spec
         self._remember = client.register_script(_REMEMBER)
-
-    # -- keys -------------------------------------------------------------------------------
-    def _key(self, kind: str, value: str) -> str:
-        return f"{self.p}ix:{kind}:{value}"
-
-    @property
-    def spec_key(self) -> str:
-        return f"{self.p}spec"
 
     # -- writing ----------------------------------------------------------------------------
     def register(self, spec: dict) -> None:
         pipe = self.r.pipeline(transaction=True)
         pipe.hset(self.spec_key, spec["id"], json.dumps(spec, ensure_ascii=False))
         for kind, value in index_keys(spec):
-            pipe.sadd(self._key(kind, value), spec["id"])
+            pipe.sadd(self.keys.index(kind, value), spec["id"])
             if kind == "kw":
-                pipe.sadd(f"{self.p}ix:kws", value)
-                pipe.sadd(f"{self.p}ix:kwlens", len(value))
+                pipe.sadd(self.keys.keywords, value)
+                pipe.sadd(self.keys.keyword_lengths, len(value))
         pipe.execute()
 
     def unregister(self, task_id: str, spec: dict | None = None) -> None:
@@ -71,7 +54,7 @@ class Registry:
         pipe = self.r.pipeline(transaction=True)
         if spec:
             for kind, value in index_keys(spec):
-                pipe.srem(self._key(kind, value), task_id)
+                pipe.srem(self.keys.index(kind, value), task_id)
         pipe.hdel(self.spec_key, task_id)
         pipe.execute()
 
@@ -81,13 +64,13 @@ class Registry:
         pipe = self.r.pipeline(transaction=True)
         for task_id, raw in zip(task_ids, self.r.hmget(self.spec_key, task_ids)):
             for kind, value in index_keys(json.loads(raw)) if raw else ():
-                pipe.srem(self._key(kind, value), task_id)
+                pipe.srem(self.keys.index(kind, value), task_id)
         pipe.hdel(self.spec_key, *task_ids)
         pipe.execute()
 
     def clear(self) -> None:
         """Drop the whole index (reconcile's full rebuild starts here)."""
-        for pattern in (f"{self.p}ix:*", self.spec_key):
+        for pattern in (self.keys.index_pattern, self.spec_key):
             for key in self.r.scan_iter(match=pattern, count=1000):
                 self.r.delete(key)
 
@@ -115,16 +98,16 @@ class Registry:
         pipe = self.r.pipeline(transaction=False)
         direct_keys = []
         if event.kind == "custom":
-            direct_keys.append(self._key("ce", event.event or ""))
+            direct_keys.append(self.keys.index("ce", event.event or ""))
         else:
             if event.from_id:
-                direct_keys.append(self._key("cust", event.from_id))
+                direct_keys.append(self.keys.index("cust", event.from_id))
             if event.kind in ("payment", "order"):
-                direct_keys.append(self._key("evt", event.kind))
+                direct_keys.append(self.keys.index("evt", event.kind))
         for key in direct_keys:
             pipe.smembers(key)
         if event.text:
-            pipe.smembers(f"{self.p}ix:kwlens")
+            pipe.smembers(self.keys.keyword_lengths)
         replies = pipe.execute()
         ids: set = set()
         for members in replies[: len(direct_keys)]:
@@ -132,10 +115,10 @@ class Registry:
         if event.text:
             probes = list(dict.fromkeys(substrings(event.text, (int(x) for x in replies[-1]))))
             if probes:
-                present = self.r.smismember(f"{self.p}ix:kws", probes)
+                present = self.r.smismember(self.keys.keywords, probes)
                 words = [w for w, hit in zip(probes, present) if hit]
                 if words:
-                    ids |= self.r.sunion([self._key("kw", w) for w in words])
+                    ids |= self.r.sunion([self.keys.index("kw", w) for w in words])
         return self.specs(i.decode() if isinstance(i, bytes) else i for i in ids)
 
     # -- recent messages, for lookback_seconds -----------------------------------------------
@@ -146,11 +129,10 @@ class Registry:
         again and False is returned.
         """
         return bool(self._remember(
-            keys=[seen_key or "", f"{self.p}recent:{event.from_id}", f"{self.p}recent:*"],
+            keys=[seen_key or "", self.keys.recent(event.from_id), self.keys.recent(None)],
             args=[seen_ttl, json.dumps(event.as_dict(), ensure_ascii=False), event.received_at,
                   event.received_at - RECENT_SECONDS, RECENT_SECONDS + 60]))
 
     def recent(self, customer_id: str | None, since: float) -> list[InboundEvent]:
-        key = f"{self.p}recent:{customer_id}" if customer_id else f"{self.p}recent:*"
-        rows = self.r.zrangebyscore(key, since, "+inf")
+        rows = self.r.zrangebyscore(self.keys.recent(customer_id), since, "+inf")
         return [InboundEvent.from_dict(json.loads(row)) for row in rows]

@@ -1,4 +1,4 @@
-"""The process's configured collaborators (settings, Redis, the index), set once at start-up.
+"""The process's configured collaborators (settings, Redis and its key names, the index), set once at start-up.
 
 Web, worker, beat and listener all call `configure(settings)` (the app factory does it), so service
 functions can be called from any of them with plain ids and no Flask context.
@@ -11,6 +11,7 @@ import redis
 
 from app.infra import db
 from app.config import Settings
+from app.infra.keys import Keys
 from app.infra.redis_client import get_redis
 from app.registry import Registry
 from app.state import tasks as task_states
@@ -20,6 +21,7 @@ from app.state import tasks as task_states
 class Runtime:
     settings: Settings
     redis: redis.Redis
+    keys: Keys
     registry: Registry
 
 
@@ -31,7 +33,8 @@ def configure(settings: Settings) -> Runtime:
     db.init_engine(settings.database_url)
     task_states.configure(task_states.CallbackPolicy(enabled=bool(settings.callback_url), zone=settings.app_timezone))
     client = get_redis(settings.redis_url)
-    _current = Runtime(settings, client, Registry(client, settings.redis_prefix))
+    keys = Keys(settings.redis_prefix)
+    _current = Runtime(settings, client, keys, Registry(client, keys))
     return _current
 
 

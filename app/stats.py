@@ -18,7 +18,7 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 
 
 def _key(name: str) -> str:
-    return f"{runtime.current().settings.redis_prefix}stats:{name}"
+    return runtime.current().keys.stats(name)
 
 
 def incr(name: str, field: str, amount: int = 1) -> None:

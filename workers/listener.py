@@ -45,11 +45,11 @@ class Listener:
         self.settings = settings
         self.r = rt.redis
         self.registry = rt.registry
-        self.prefix = settings.redis_prefix
-        self.channel = SendChannel(self.r, self.prefix)
+        self.keys = rt.keys
+        self.channel = SendChannel(self.r, self.keys)
         self.consumer = f"{socket.gethostname()}-{os.getpid()}"
         # One active listener per 轻简 URL: a dead leader's lock lapses and a standby takes it.
-        self.leader = RedisLock(self.r, f"{self.prefix}lock:listener:{settings.qingjian_ws_url}", LOCK_TTL_MS)
+        self.leader = RedisLock(self.r, self.keys.lock(f"listener:{settings.qingjian_ws_url}"), LOCK_TTL_MS)
         self.stopping = threading.Event()
         self.ws: websocket.WebSocket | None = None
         self.in_flight: dict[str, tuple[str, float]] = {}  # req_id -> (stream entry id, sent at)
@@ -136,7 +136,7 @@ class Listener:
                 if now >= next_renew:
                     if not self.leader.renew():
                         raise LostLeadership()
-                    heartbeat.beat(self.r, self.prefix, "listener")
+                    heartbeat.beat(self.r, self.keys, "listener")
                     self._expire_in_flight()
                     next_renew = now + RENEW_EVERY
                 if now >= next_ping:
@@ -183,7 +183,7 @@ class Listener:
             self._count("malformed")
             log.warning("skipped a %s event: %s", kind, exc, extra={"event": "malformed"})
             return
-        seen_key = f"{self.prefix}seen:{event.msg_id}" if event.msg_id else None
+        seen_key = self.keys.seen(event.msg_id) if event.msg_id else None
         if not self.registry.remember(event, seen_key, SEEN_TTL):
             self._count("duplicates")
             return
@@ -271,13 +271,13 @@ class Listener:
     # -- bookkeeping ------------------------------------------------------------------------
     def _count(self, what: str) -> None:
         try:
-            self.r.hincrby(f"{self.prefix}stats:listener", what, 1)
+            self.r.hincrby(self.keys.stats("listener"), what, 1)
         except redis.RedisError:
             pass
 
     def _set_state(self, connected: int) -> None:
         try:
-            self.r.hset(f"{self.prefix}stats:listener", "connected", connected)
+            self.r.hset(self.keys.stats("listener"), "connected", connected)
         except redis.RedisError:
             pass
 

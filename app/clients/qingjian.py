@@ -12,6 +12,8 @@ import time
 
 import redis
 
+from app.infra.keys import Keys
+
 STREAM_GROUP = "listener"
 RESULT_TTL = 24 * 3600
 
@@ -65,12 +67,10 @@ return false
 class SendChannel:
     """The Redis hand-off between workers (submit, wait) and the listener (read, report, ack)."""
 
-    def __init__(self, client: redis.Redis, prefix: str = "tw:"):
+    def __init__(self, client: redis.Redis, keys: Keys):
         self.r = client
-        self.stream = f"{prefix}qj:out"
-        self._result = f"{prefix}qj:result:"
-        self._wake = f"{prefix}qj:wake:"
-        self._queued = f"{prefix}qj:queued:"
+        self.keys = keys
+        self.stream = keys.send_stream
         self._submit = client.register_script(_SUBMIT_ONCE)
 
     # -- worker side -----------------------------------------------------------------------
@@ -78,12 +78,12 @@ class SendChannel:
         """Queue `frame` for the listener, once per req_id: None if queued now, else the time it was
         first queued (by a run that died waiting for its answer; wait for that one, don't repeat it)."""
         now = f"{time.time():.6f}"
-        earlier = self._submit(keys=[self._queued + frame["req_id"], self.stream],
+        earlier = self._submit(keys=[self.keys.send_queued(frame["req_id"]), self.stream],
                                args=[now, frame["req_id"], json.dumps(frame, ensure_ascii=False), RESULT_TTL])
         return float(earlier) if earlier else None
 
     def result(self, req_id: str) -> dict | None:
-        raw = self.r.get(self._result + req_id)
+        raw = self.r.get(self.keys.send_result(req_id))
         return json.loads(raw) if raw else None
 
     def wait(self, req_id: str, timeout: float) -> dict | None:
@@ -97,7 +97,7 @@ class SendChannel:
             if left <= 0:
                 return None
             # BLPOP wakes us the moment the listener reports; the loop re-reads the stored result.
-            self.r.blpop([self._wake + req_id], timeout=max(0.01, min(left, 5.0)))
+            self.r.blpop([self.keys.send_wake(req_id)], timeout=max(0.01, min(left, 5.0)))
 
     # -- listener side ---------------------------------------------------------------------
     def ensure_group(self) -> None:
@@ -126,9 +126,9 @@ class SendChannel:
 
     def report(self, req_id: str, ok: bool, error: str | None) -> None:
         pipe = self.r.pipeline(transaction=True)
-        pipe.set(self._result + req_id, json.dumps({"ok": bool(ok), "error": error}), ex=RESULT_TTL)
-        pipe.rpush(self._wake + req_id, 1)
-        pipe.expire(self._wake + req_id, 60)
+        pipe.set(self.keys.send_result(req_id), json.dumps({"ok": bool(ok), "error": error}), ex=RESULT_TTL)
+        pipe.rpush(self.keys.send_wake(req_id), 1)
+        pipe.expire(self.keys.send_wake(req_id), 60)
         pipe.execute()
 
 

@@ -5,14 +5,16 @@ import time
 
 import redis
 
+from app.infra.keys import Keys
+
 TTL_SECONDS = 15
 
 
-def beat(client: redis.Redis, prefix: str, name: str, ttl: int = TTL_SECONDS) -> None:
-    client.set(f"{prefix}hb:{name}", f"{time.time():.3f}", ex=ttl)
+def beat(client: redis.Redis, keys: Keys, name: str, ttl: int = TTL_SECONDS) -> None:
+    client.set(keys.heartbeat(name), f"{time.time():.3f}", ex=ttl)
 
 
-def age(client: redis.Redis, prefix: str, name: str) -> float | None:
+def age(client: redis.Redis, keys: Keys, name: str) -> float | None:
     """Seconds since `name` last beat, or None if it has not within its TTL."""
-    raw = client.get(f"{prefix}hb:{name}")
+    raw = client.get(keys.heartbeat(name))
     return None if raw is None else max(0.0, time.time() - float(raw))

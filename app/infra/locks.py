@@ -1,4 +1,5 @@
-"""A Redis lock with a TTL that only its holder can renew or release (listener leadership, beat's sweeps)."""
+"""Redis locks: one with a TTL that only its holder can renew or release (listener leadership, beat's tick),
+and a once-per-period claim for sweeps several beats schedule."""
 from __future__ import annotations
 
 import os
@@ -36,3 +37,9 @@ class RedisLock:
             self._release(keys=[self.key], args=[self.token])
         except redis.RedisError:
             pass  # it lapses by itself
+
+
+def first_in_period(client: redis.Redis, key: str, period_ms: int) -> bool:
+    """True for the first caller in each `period_ms` window: one run per period of a sweep that several
+    beats (or a duplicated message) schedule. Not released: the window lapses by itself."""
+    return bool(client.set(key, "1", nx=True, px=period_ms))

@@ -140,7 +140,7 @@ def recipient(task: Task) -> tuple[str, str]:
 
 def _send_all(task: Task, owner: str, target: tuple[str, str], sends: Sends) -> dict:
     rt = runtime.current()
-    channel = SendChannel(rt.redis, rt.settings.redis_prefix)
+    channel = SendChannel(rt.redis, rt.keys)
     timeout = rt.settings.qingjian_send_timeout
     for index, step in enumerate(plan.plan_steps(task.action)):
         if sends.done(index):

@@ -48,14 +48,10 @@ def backoff(attempts: int, jitter: float, cap: float = 600.0) -> float:
     return min(cap, 2.0 ** max(0, attempts - 1)) * (0.5 + 0.5 * jitter)
 
 
-def _wake_key() -> str:
-    return f"{runtime.current().settings.redis_prefix}callbacks:flush-queued"
-
-
 def wake() -> None:
     """Ask for a flush, unless one is already queued (commits in a burst share one flush)."""
     rt = runtime.current()
-    if rt.redis.set(_wake_key(), 1, nx=True, ex=WAKE_TTL_SECONDS):
+    if rt.redis.set(rt.keys.callback_flush_queued, 1, nx=True, ex=WAKE_TTL_SECONDS):
         queueing.enqueue_callback_flush()
 
 
@@ -66,7 +62,8 @@ def flush() -> dict:
     either is claimed here or wakes another flush. Returns counts by outcome, and `more` when rows
     were left due.
     """
-    runtime.current().redis.delete(_wake_key())
+    rt = runtime.current()
+    rt.redis.delete(rt.keys.callback_flush_queued)
     counts: dict = {}
     for _ in range(MAX_BATCHES):
         rows = _claim_due(BATCH)

@@ -393,7 +393,7 @@ def _say(d: Dispatch, key: str, number: int, text: str, result: dict, save: Call
     acc_id = d.acc_id or settings.qingjian_default_acc_id
     if not acc_id:
         raise NoRecipient("no shop account to send from: give acc_id or set QINGJIAN_DEFAULT_ACC_ID")
-    channel = SendChannel(rt.redis, settings.redis_prefix)
+    channel = SendChannel(rt.redis, rt.keys)
     timeout = settings.qingjian_send_timeout
     prior = result.get(f"{prefix}req_id")
     if prior:

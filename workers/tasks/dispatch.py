@@ -2,6 +2,7 @@
 from celery import shared_task
 
 from app import runtime
+from app.infra.locks import first_in_period
 from app.clients.tuhui import TuhuiUnavailable
 from app.clients.wecom import RateLimited, WecomUnavailable
 from app.services import dispatch
@@ -25,6 +26,6 @@ def advance(dispatch_id: str, token: str) -> str:
 def sweep() -> int | None:
     """Re-drive dispatches whose next attempt is due (designer re-checks, lapsed leases)."""
     rt = runtime.current()
-    if not rt.redis.set(f"{rt.settings.redis_prefix}lock:dispatch-sweep", "1", nx=True, px=5000):
+    if not first_in_period(rt.redis, rt.keys.lock("dispatch-sweep"), 5000):
         return None
     return dispatch.sweep()

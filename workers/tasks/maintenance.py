@@ -5,7 +5,7 @@ from celery import shared_task
 
 from app import runtime
 from app.infra import heartbeat
-from app.infra.locks import RedisLock
+from app.infra.locks import RedisLock, first_in_period
 from app.services import maintenance, registration
 
 log = logging.getLogger(__name__)
@@ -15,7 +15,7 @@ FULL_RECONCILE_EVERY = 300.0  # seconds; drift triggers one sooner
 def _exclusive(name: str, ttl_ms: int) -> bool:
     """One run per period however many beats (or duplicate messages) there are."""
     rt = runtime.current()
-    return bool(rt.redis.set(f"{rt.settings.redis_prefix}lock:{name}", "1", nx=True, px=ttl_ms))
+    return first_in_period(rt.redis, rt.keys.lock(name), ttl_ms)
 
 
 @shared_task(name="maintenance.tick", ignore_result=True)
@@ -24,11 +24,11 @@ def tick() -> dict | None:
     rt = runtime.current()
     # Held for the whole sweep, so sweeps don't overlap; its TTL only matters when a worker dies
     # mid-sweep, and then the next sweep may start 5 s later (an overlap is harmless: claims are CAS).
-    alone = RedisLock(rt.redis, f"{rt.settings.redis_prefix}lock:tick", ttl_ms=5_000)
+    alone = RedisLock(rt.redis, rt.keys.lock("tick"), ttl_ms=5_000)
     if not alone.acquire():
         return None
     try:
-        heartbeat.beat(rt.redis, rt.settings.redis_prefix, "beat")
+        heartbeat.beat(rt.redis, rt.keys, "beat")
         return {
             "timers_fired": maintenance.fire_due_timers(),
             "timed_out": maintenance.expire_deadlines(),

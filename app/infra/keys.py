@@ -1,0 +1,57 @@
+"""Every Redis key the service writes, named in one place (Celery's own queue keys are Celery's).
+
+All of them start with REDIS_PREFIX (default `tw:`), so several deployments can share one Redis:
+
+  spec                  hash  task_id -> compiled trigger spec (app.domain.triggers.TriggerSpec)
+  ix:<kind>:<value>     set   the index of waiting tasks: cust (customer), kw (keyword), evt (payment|order),
+                              ce (custom event name)
+  ix:kws, ix:kwlens     set   every indexed keyword, and every keyword length (the probes a text needs)
+  recent:<customer>     zset  that customer's messages of the last hour (lookback); recent:* everybody's
+  seen:<msg_id>         str   a 轻简 msg_id already processed (de-duplication, 24 h)
+  qj:out                stream  sends handed to the listener; qj:queued:<req> (once per req_id),
+                              qj:result:<req> (its send_result), qj:wake:<req> (wakes the waiting worker)
+  hb:<process>          str   heartbeats (listener, beat)
+  lock:<name>           str   locks (listener leadership per 轻简 URL, beat's sweeps)
+  stats:<name>          hash  counters shared by every process (app.stats)
+  callbacks:flush-queued str  a callback flush is queued (commits in a burst share it)
+"""
+from __future__ import annotations
+
+
+class Keys:
+    def __init__(self, prefix: str = "tw:"):
+        self.prefix = prefix
+        self.spec = f"{prefix}spec"
+        self.keywords = f"{prefix}ix:kws"
+        self.keyword_lengths = f"{prefix}ix:kwlens"
+        self.index_pattern = f"{prefix}ix:*"
+        self.send_stream = f"{prefix}qj:out"
+        self.callback_flush_queued = f"{prefix}callbacks:flush-queued"
+
+    def index(self, kind: str, value: str) -> str:
+        return f"{self.prefix}ix:{kind}:{value}"
+
+    def recent(self, customer_id: str | None) -> str:
+        """A customer's recent messages, or everybody's (`None`)."""
+        return f"{self.prefix}recent:{customer_id if customer_id else '*'}"
+
+    def seen(self, msg_id: str) -> str:
+        return f"{self.prefix}seen:{msg_id}"
+
+    def send_queued(self, req_id: str) -> str:
+        return f"{self.prefix}qj:queued:{req_id}"
+
+    def send_result(self, req_id: str) -> str:
+        return f"{self.prefix}qj:result:{req_id}"
+
+    def send_wake(self, req_id: str) -> str:
+        return f"{self.prefix}qj:wake:{req_id}"
+
+    def heartbeat(self, process: str) -> str:
+        return f"{self.prefix}hb:{process}"
+
+    def lock(self, name: str) -> str:
+        return f"{self.prefix}lock:{name}"
+
+    def stats(self, name: str) -> str:
+        return f"{self.prefix}stats:{name}"
