@@ -22,6 +22,7 @@ from app.infra import heartbeat
 from app.infra.locks import RedisLock
 from app.clients.qingjian import PING, FrameError, SendChannel, parse_inbound
 from app.config import Settings
+from app.domain import backoff
 from app.domain.triggers import InboundEvent
 from app.infra.logs import setup_logging
 
@@ -34,9 +35,6 @@ DEAD_AFTER = 30.0  # no frame at all for this long: the peer is gone, reconnect
 SEEN_TTL = 24 * 3600
 BACKOFF_FIRST, BACKOFF_MAX = 1.0, 30.0
 
-def backoff(attempt: int, jitter: float) -> float:
-    """1 s, 2 s, 4 s ... up to 30 s, each scaled by a jitter in [0.5, 1]."""
-    return min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** attempt) * (0.5 + 0.5 * jitter)
 
 
 class Listener:
@@ -92,7 +90,7 @@ class Listener:
                     self._close()
                 if self.stopping.is_set():
                     break
-                delay = backoff(attempt, random.random())
+                delay = backoff.exponential(attempt, random.random(), first=BACKOFF_FIRST, cap=BACKOFF_MAX)
                 attempt += 1
                 log.info("reconnecting to 轻简 in %.1fs", delay)
                 self._wait_renewing(delay)

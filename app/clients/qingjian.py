@@ -99,6 +99,31 @@ class SendChannel:
             # BLPOP wakes us the moment the listener reports; the loop re-reads the stored result.
             self.r.blpop([self.keys.send_wake(req_id)], timeout=max(0.01, min(left, 5.0)))
 
+    def send(self, frame: dict, timeout: float) -> dict | None:
+        """Hand `frame` to the listener and wait for its send_result (None: none within `timeout`).
+
+        Queued once per req_id: if a run that died queued it already, wait out what is left of its time
+        rather than queue it again."""
+        queued_at = self.submit(frame)
+        left = timeout if queued_at is None else timeout - (time.time() - queued_at)
+        return self.wait(frame["req_id"], max(0.0, left))
+
+    def send_step(self, earlier: str | None, frame: dict, timeout: float) -> tuple[str, dict | None]:
+        """Send `frame` unless the `earlier` send of the same step got through after all (its answer,
+        waited for as long as its own timeout still runs, is ok). Returns the req_id that settles the
+        step, and its send_result (None: no answer in time)."""
+        if earlier:
+            late = self.answer_of(earlier, timeout)
+            if late and late.get("ok"):
+                return earlier, late
+        return frame["req_id"], self.send(frame, timeout)
+
+    def answer_of(self, req_id: str, timeout: float) -> dict | None:
+        """The send_result of an earlier send, waiting while its `timeout` (from when it was queued) runs."""
+        queued_at = self.r.get(self.keys.send_queued(req_id))
+        left = timeout - (time.time() - float(queued_at)) if queued_at else 0.0
+        return self.wait(req_id, left) if left > 0 else self.result(req_id)
+
     # -- listener side ---------------------------------------------------------------------
     def ensure_group(self) -> None:
         try:

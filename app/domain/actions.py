@@ -35,9 +35,3 @@ def _name_from_url(url: str) -> str:
 def req_id(task_id: str, step: int, attempt: int) -> str:
     """`<task_id>:<step>:<attempt>`; the part before the last colon names the step across retries."""
     return f"{task_id}:{step}:{attempt}"
-
-
-def retry_delay(attempt: int, jitter: float, base: float = 2.0, cap: float = 60.0) -> float:
-    """Exponential backoff with full jitter in [0.5, 1.0] of the step: attempt 0 -> 1-2 s, 1 -> 2-4 s ..."""
-    step = min(cap, base ** (attempt + 1))
-    return step * (0.5 + 0.5 * jitter)

@@ -20,11 +20,13 @@ from app.state import tasks as task_states
 from app.clients.qingjian import SendChannel, send_frame
 from app.infra.db import session_scope
 from app.domain import actions as plan
+from app.domain import backoff
 from app.domain import states
 from app.models import Task
 from app.infra.timeutil import utcnow
 
 log = logging.getLogger(__name__)
+RETRY_FIRST_SECONDS, RETRY_MAX_SECONDS = 2.0, 60.0  # between attempts of an action: 2, 4, 8 … 60 s
 
 
 @dataclass(frozen=True)
@@ -158,18 +160,10 @@ def _send_all(task: Task, owner: str, target: tuple[str, str], sends: Sends) -> 
 
 def _send_step(channel, task, sends, index, step, target, timeout) -> tuple[str, dict | None]:
     """Send one step under this attempt's req_id, unless an earlier send of it settles the matter."""
-    prior = (sends.progress.get(str(index)) or {}).get("req_id")
-    if prior:
-        late = channel.result(prior)
-        if late and late.get("ok"):  # an earlier attempt got through after all
-            return prior, late
-    req = plan.req_id(task.task_id, index, task.retry_count)
+    earlier = (sends.progress.get(str(index)) or {}).get("req_id")
     acc_id, to_id = target
-    queued_earlier = channel.submit(send_frame(step, acc_id=acc_id, to_id=to_id, req_id=req))
-    if queued_earlier is not None:
-        # This very attempt was queued by a run that died: wait out its answer rather than repeat it.
-        return req, channel.wait(req, max(0.0, timeout - (time.time() - queued_earlier)))
-    return req, channel.wait(req, timeout)
+    frame = send_frame(step, acc_id=acc_id, to_id=to_id, req_id=plan.req_id(task.task_id, index, task.retry_count))
+    return channel.send_step(earlier, frame, timeout)
 
 
 def _keep_lease(task_id: str, owner: str, sends: Sends) -> None:
@@ -223,7 +217,7 @@ def _after_failure(task: Task, owner: str, sends: Sends, error: str) -> Outcome:
             moved = task_states.move(session, task.task_id, states.FAILED, error=error,
                                        where=_lease_held(owner), values={"progress": sends.progress}, now=now)
             return Outcome(done=True, status=states.FAILED if moved.won else moved.previous)
-        delay = plan.retry_delay(task.retry_count, random.random())
+        delay = backoff.exponential(task.retry_count, random.random(), first=RETRY_FIRST_SECONDS, cap=RETRY_MAX_SECONDS)
         # Hand the lease back, but keep it from lapsing before the retry is due, so beat does not
         # re-drive a task whose retry is merely waiting.
         kept = task_states.update_running(

@@ -18,6 +18,7 @@ from sqlalchemy import func, select, update
 from app import queueing, runtime, stats
 from app.state import tasks as task_states
 from app.clients import tianwang
+from app.domain import backoff
 from app.infra.db import session_scope
 from app.models import CallbackOutbox
 from app.infra.timeutil import utcnow
@@ -41,11 +42,6 @@ class Delivery:
     state: str  # delivered | failed | pending (retry after retry_in) | unsent
     error: str | None = None
     retry_in: float | None = None
-
-
-def backoff(attempts: int, jitter: float, cap: float = 600.0) -> float:
-    """1, 2, 4 ... seconds up to `cap` (CALLBACK_RETRY_MAX_SECONDS), times a jitter in [0.5, 1]."""
-    return min(cap, 2.0 ** max(0, attempts - 1)) * (0.5 + 0.5 * jitter)
 
 
 def wake() -> None:
@@ -113,7 +109,8 @@ def _post(row) -> Delivery:
                       row.attempts, exc, extra={"task_id": row.task_id, "event": "callback_expired"})
             return Delivery(**done, state="failed",
                             error=f"gave up after {settings.callback_max_age_hours:g}h: {exc}")
-        delay = backoff(row.attempts, random.random(), settings.callback_retry_max_seconds)
+        # 1, 2, 4 … s after the first, second, third attempt, up to CALLBACK_RETRY_MAX_SECONDS
+        delay = backoff.exponential(row.attempts - 1, random.random(), first=1.0, cap=settings.callback_retry_max_seconds)
         log.info("callback %s for task %s: %s; retry in %.1fs", row.event_id, row.task_id, exc, delay,
                  extra={"task_id": row.task_id, "event": "callback_retry"})
         return Delivery(**done, state="pending", error=str(exc), retry_in=delay)

@@ -20,7 +20,6 @@ before creating again.
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -389,30 +388,23 @@ def _say(d: Dispatch, key: str, number: int, text: str, result: dict, save: Call
     An earlier attempt whose send_result came late (or is still due) counts: no second message then.
     """
     rt = runtime.current()
-    settings = rt.settings
-    acc_id = d.acc_id or settings.qingjian_default_acc_id
+    acc_id = d.acc_id or rt.settings.qingjian_default_acc_id
     if not acc_id:
         raise NoRecipient("no shop account to send from: give acc_id or set QINGJIAN_DEFAULT_ACC_ID")
-    channel = SendChannel(rt.redis, rt.keys)
-    timeout = settings.qingjian_send_timeout
-    prior = result.get(f"{prefix}req_id")
-    if prior:
-        left = timeout - (time.time() - float(result.get(f"{prefix}sent_at", 0)))
-        late = channel.wait(prior, left) if left > 0 else channel.result(prior)
-        if late and late.get("ok"):
-            return {f"{prefix}req_id": prior}
     req = flow.req_id(d.dispatch_id, key, number)
-    result.update({f"{prefix}req_id": req, f"{prefix}sent_at": time.time(), f"{prefix}sends": number + 1})
-    save()
-    channel.submit(send_frame({"kind": "text", "content": text}, acc_id=acc_id, to_id=d.customer_id, req_id=req))
-    answer = channel.wait(req, timeout)
+    earlier = result.get(f"{prefix}req_id")
+    result.update({f"{prefix}req_id": req, f"{prefix}sends": number + 1})
+    save()  # before the send: a retry must know which req_id may still be answered
+    frame = send_frame({"kind": "text", "content": text}, acc_id=acc_id, to_id=d.customer_id, req_id=req)
+    settled, answer = SendChannel(rt.redis, rt.keys).send_step(earlier, frame, rt.settings.qingjian_send_timeout)
+    result[f"{prefix}req_id"] = settled
     if answer is None:
-        raise SendFailed(f"no send_result from 轻简 within {timeout:g}s ({req})")
+        raise SendFailed(f"no send_result from 轻简 within {rt.settings.qingjian_send_timeout:g}s ({req})")
     if not answer.get("ok"):
         raise SendFailed(f"轻简 refused the message: {answer.get('error') or 'unknown error'} ({req})")
-    log.info("dispatch %s: customer %s told (%s)", d.dispatch_id, d.customer_id, req,
+    log.info("dispatch %s: customer %s told (%s)", d.dispatch_id, d.customer_id, settled,
              extra={"task_id": d.task_id, "event": "dispatch_said"})
-    return {f"{prefix}req_id": req}
+    return {f"{prefix}req_id": settled}
 
 
 # -- steps, leases and moves ----------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from app.domain.actions import SEND_ACTIONS, plan_steps, req_id, retry_delay
+from app.domain.actions import SEND_ACTIONS, plan_steps, req_id
 
 
 def test_send_actions():
@@ -100,30 +100,3 @@ def test_req_id_names_step_before_last_colon(task_id, step, attempt):
     assert req_id(task_id, step, attempt + 1).rpartition(":")[0] == head
     assert req_id(task_id, step + 1, attempt).rpartition(":")[0] != head
     assert req_id(task_id, step, attempt + 1) != rid
-
-
-# -- retry_delay ------------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("attempt,low,high", [(0, 1, 2), (1, 2, 4), (2, 4, 8), (3, 8, 16), (4, 16, 32),
-                                              (5, 30, 60), (6, 30, 60), (50, 30, 60)])
-def test_retry_delay_examples(attempt, low, high):
-    assert retry_delay(attempt, 0.0) == pytest.approx(low)
-    assert retry_delay(attempt, 1.0) == pytest.approx(high)
-    assert low <= retry_delay(attempt, 0.5) <= high
-
-
-@given(attempt=st.integers(min_value=0, max_value=200), jitter=st.floats(min_value=0, max_value=1),
-       base=st.floats(min_value=1.1, max_value=4), cap=st.floats(min_value=1, max_value=600))
-@settings(max_examples=200, deadline=None, database=None)
-def test_retry_delay_bounds(attempt, jitter, base, cap):
-    d = retry_delay(attempt, jitter, base=base, cap=cap)
-    full = min(cap, base ** (attempt + 1))
-    assert 0 < d <= cap
-    assert 0.5 * full - 1e-9 <= d <= full + 1e-9
-
-
-@given(attempt=st.integers(min_value=0, max_value=30))
-@settings(max_examples=50, deadline=None, database=None)
-def test_retry_delay_grows_with_attempts(attempt):
-    assert retry_delay(attempt + 1, 0.0) >= retry_delay(attempt, 0.0)
-    assert retry_delay(attempt + 1, 1.0) >= retry_delay(attempt, 1.0)
