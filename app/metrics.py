@@ -10,6 +10,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from sqlalchemy import func, select
 
+from celeryconfig import QUEUE_ORDER
+
 from app import runtime, stats
 from app.infra import heartbeat
 from app.infra.db import session_scope
@@ -54,8 +56,6 @@ class BridgeCollector:
                                     buckets=buckets, sum_value=raw.get("sum", 0.0))
 
     def _queues(self):
-        from celeryconfig import QUEUE_ORDER
-
         client = runtime.current().redis
         depth = GaugeMetricFamily("tianwang_queue_depth", "Messages waiting in each Celery queue", labels=["queue"])
         pipe = client.pipeline(transaction=False)

@@ -7,6 +7,7 @@ depends on the message and the customer, never on how many tasks wait.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Iterable
 
 import redis
@@ -14,6 +15,7 @@ import redis
 from app.domain.triggers import InboundEvent, index_keys, substrings
 from app.infra.keys import Keys
 
+log = logging.getLogger(__name__)
 RECENT_SECONDS = 3600
 
 # KEYS: seen key ("" = no de-duplication), the customer's recent zset, everybody's recent zset.
@@ -67,6 +69,20 @@ class Registry:
                 pipe.srem(self.keys.index(kind, value), task_id)
         pipe.hdel(self.spec_key, *task_ids)
         pipe.execute()
+
+    def discard(self, task_id: str, spec: dict | None = None) -> None:
+        """`unregister`, best effort: for a task that no longer waits, a stale entry only costs a failed
+        claim and the reconciler drops it, so Redis being away is logged, not raised."""
+        try:
+            self.unregister(task_id, spec)
+        except redis.RedisError:
+            log.warning("could not unregister %s; the reconciler will", task_id, extra={"task_id": task_id})
+
+    def discard_many(self, task_ids) -> None:
+        try:
+            self.unregister_many(list(task_ids))
+        except redis.RedisError:
+            log.warning("could not unregister %d tasks; the reconciler will", len(task_ids))
 
     def clear(self) -> None:
         """Drop the whole index (reconcile's full rebuild starts here)."""

@@ -17,7 +17,7 @@ import time
 import redis
 import websocket
 
-from app import queueing, runtime
+from app import create_app, queueing, runtime
 from app.infra import heartbeat
 from app.infra.locks import RedisLock
 from app.clients.qingjian import PING, FrameError, SendChannel, parse_inbound
@@ -286,8 +286,6 @@ class LostLeadership(Exception):
 
 def main() -> None:
     setup_logging("listener")
-    from app import create_app
-
     app = create_app()
     listener = Listener(app.config["SETTINGS"])
     signal.signal(signal.SIGTERM, listener.stop)

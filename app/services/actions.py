@@ -23,6 +23,7 @@ from app.domain import actions as plan
 from app.domain import backoff
 from app.domain import states
 from app.models import Task
+from app.services import dispatch
 from app.infra.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,6 @@ class Sends:
 def _transfer(task: Task, owner: str) -> Outcome:
     """Hand the customer to a designer: a dispatch (app.services.dispatch) takes the task over and
     completes or fails it through the state machine when it is assigned or fails."""
-    from app.services import dispatch
 
     try:
         acc_id, to_id = recipient(task)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+import redis
+
 from sqlalchemy import select
 
 from app import queueing, runtime, stats
@@ -14,7 +16,6 @@ from app.domain.triggers import (
     MESSAGE_TRIGGERS, PRIORITY_RANK, InboundEvent, firing_order, matches, within_lookback,
 )
 from app.models import Task
-from app.services import registration
 from app.infra.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ def claim(task_id: str, event: InboundEvent | None, spec: dict | None = None) ->
         priority = session.scalar(select(Task.priority).where(Task.task_id == task_id)) \
             if moved.won and spec is None else None
     if moved.won or moved.previous != states.PENDING:
-        registration.forget(task_id, spec)  # fired, or a stale index entry of a task that no longer waits
+        rt.registry.discard(task_id, spec)  # fired, or a stale index entry of a task that no longer waits
     if not moved.won:
         return False
     log.info("task %s fired by %s", task_id, by.get("msg_id") or by["kind"],
@@ -70,3 +71,24 @@ def claim(task_id: str, event: InboundEvent | None, spec: dict | None = None) ->
     if spec is None:
         queueing.enqueue_action(task_id, priority)
     return True
+
+
+def catch_up(spec: dict) -> None:
+    """Fire a just-registered task on a message that arrived since the task did (or within its
+    lookback_seconds before it).
+
+    The listener keeps the last hour of messages; one that arrived while the task was being
+    registered may have found it still pending, so it is looked at again here.
+    """
+    if spec["t"] not in MESSAGE_TRIGGERS:
+        return
+    rt = runtime.current()
+    since = spec["ts"] - spec.get("lb", 0.0)
+    try:
+        recent = rt.registry.recent(spec.get("c"), since)
+    except redis.RedisError:
+        return
+    for event in recent:  # oldest first
+        if matches(spec, event) and within_lookback(spec, event):
+            claim(spec["id"], event)
+            return

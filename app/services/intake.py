@@ -148,5 +148,5 @@ def cancel(task_id: str, reason: str | None) -> str:
     if not moved.won:
         raise Conflict(f"task is {moved.previous}; only pending or waiting tasks can be cancelled",
                        moved.previous)
-    registration.forget(task_id)
+    runtime.current().registry.discard(task_id)
     return states.CANCELLED

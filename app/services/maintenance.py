@@ -12,7 +12,7 @@ from app.infra.db import session_scope
 from app.domain import states
 from app.domain.triggers import PRIORITY_RANK, TIME_REACH
 from app.models import Task
-from app.services import callbacks, registration
+from app.services import callbacks
 from app.infra.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ def fire_due_timers(limit: int = BATCH) -> int:
             values={"triggered_at": now, "triggered_by": {"kind": "time"}, "lease_owner": None,
                     "lease_expires_at": now + timedelta(seconds=rt.settings.action_lease_seconds)},
             detail={"triggered_by": {"kind": "time"}}, now=now))
-    registration.forget_many(won)
+    rt.registry.discard_many(won)
     winners = [row for row in due if row[0] in won]
     for task_id, priority in sorted(winners, key=lambda row: PRIORITY_RANK.get(row[1], 2)):
         queueing.enqueue_action(task_id, priority)
@@ -53,7 +53,7 @@ def expire_deadlines(limit: int = BATCH) -> int:
                 select(Task.task_id).where(Task.status == source, Task.expires_at <= now).limit(limit)))
             expired += task_states.move_many(
                 session, late, source, states.TIMEOUT, error="deadline passed before the trigger fired", now=now)
-    registration.forget_many(expired)
+    runtime.current().registry.discard_many(expired)
     return len(expired)
 
 

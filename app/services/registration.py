@@ -10,8 +10,9 @@ from app import runtime
 from app.state import tasks as task_states
 from app.infra.db import session_scope
 from app.domain import states
-from app.domain.triggers import MESSAGE_TRIGGERS, compile_spec, matches, within_lookback
+from app.domain.triggers import compile_spec
 from app.models import Task
+from app.services import firing
 from app.infra.timeutil import epoch
 
 log = logging.getLogger(__name__)
@@ -47,46 +48,8 @@ def activate(task_id: str, spec: dict | None = None) -> str:
         moved = task_states.move(session, task_id, states.WAITING)
     if not moved.won:
         return moved.previous
-    catch_up(spec)
+    firing.catch_up(spec)
     return states.WAITING
-
-
-def catch_up(spec: dict) -> None:
-    """Fire on a message that arrived since the task did (or within lookback_seconds before it).
-
-    The listener keeps the last hour of messages; one that arrived while the task was being
-    registered may have found it still pending, so it is looked at again here.
-    """
-    if spec["t"] not in MESSAGE_TRIGGERS:
-        return
-    from app.services import firing  # firing imports this module
-
-    rt = runtime.current()
-    since = spec["ts"] - spec.get("lb", 0.0)
-    try:
-        recent = rt.registry.recent(spec.get("c"), since)
-    except redis.RedisError:
-        return
-    for event in recent:  # oldest first
-        if matches(spec, event) and within_lookback(spec, event):
-            firing.claim(spec["id"], event)
-            return
-
-
-def forget(task_id: str, spec: dict | None = None) -> None:
-    """Take a task that no longer waits out of the index (best effort: a stale entry only costs a
-    failed claim, and the reconciler drops it). `spec`, when at hand, saves reading it back."""
-    try:
-        runtime.current().registry.unregister(task_id, spec)
-    except redis.RedisError:
-        log.warning("could not unregister %s; the reconciler will", task_id, extra={"task_id": task_id})
-
-
-def forget_many(task_ids) -> None:
-    try:
-        runtime.current().registry.unregister_many(list(task_ids))
-    except redis.RedisError:
-        log.warning("could not unregister %d tasks; the reconciler will", len(task_ids))
 
 
 def reconcile(batch: int = 1000, full: bool = False) -> dict:
