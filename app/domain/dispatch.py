@@ -1,6 +1,6 @@
 """The dispatch workflow's pure parts (CONTRACTS.md §3): statuses, steps, the designer choice, texts.
 
-No I/O here; `app.dispatch_state` applies the status graph and `app.services.dispatch` runs the steps.
+No I/O here; `app.state.dispatches` applies the status graph and `app.services.dispatch` runs the steps.
 """
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import update
 
-from app import create_app, runtime
+from app import create_app, queueing, runtime
 from app.clients import tuhui as tuhui_client
 from app.clients import wecom as wecom_client
 from app.config import DEFAULT_DISPATCH_OFFLINE_TEXT, DEFAULT_DISPATCH_REPLY_TEXT
@@ -282,7 +282,7 @@ def test_tuhui_down_is_retried_then_fails_with_a_clear_error(live):
 def test_without_tuhui_base_url_the_dispatch_fails_with_a_clear_error(live, monkeypatch):
     """Run in this process against the live database, with settings that lack TUHUI_BASE_URL."""
     handed = []
-    monkeypatch.setattr(dispatch_service.queueing, "enqueue_dispatch", lambda *args: handed.append(args))
+    monkeypatch.setattr(queueing, "enqueue_dispatch", lambda *args: handed.append(args))
     settings = dataclasses.replace(live.app.config["SETTINGS"], tuhui_base_url=None)
     runtime.configure(settings)
     try:
@@ -301,7 +301,7 @@ def test_without_tuhui_base_url_the_dispatch_fails_with_a_clear_error(live, monk
 def test_a_lost_hand_off_is_re_driven_by_the_sweep_and_the_stale_message_does_nothing(live, monkeypatch):
     live.use()
     dropped = []
-    monkeypatch.setattr(dispatch_service.queueing, "enqueue_dispatch", lambda *args: dropped.append(args))
+    monkeypatch.setattr(queueing, "enqueue_dispatch", lambda *args: dropped.append(args))
     dispatch_id = dispatch_service.start(uid("cust"), acc_id="shop_001", reason="lost message")
     [(_, stale_token)] = dropped
     monkeypatch.undo()

@@ -3,19 +3,14 @@ from celery import shared_task
 
 from app import runtime
 from app.infra.locks import first_in_period
-from app.clients.tuhui import TuhuiUnavailable
-from app.clients.wecom import RateLimited, WecomUnavailable
 from app.services import dispatch
-from app.services.dispatch import SendFailed
 from workers.tasks.messages import TRANSIENT
 
-# Only what a retry may cure; each is recorded on its step first, and a step past its limit is given
-# up by the service (which then returns normally), so max_retries is only a backstop: beat's sweep
-# re-drives a dispatch whose retries ran out.
-RETRYABLE = (TuhuiUnavailable, WecomUnavailable, RateLimited, SendFailed, *TRANSIENT)
 
-
-@shared_task(name="dispatch.advance", autoretry_for=RETRYABLE, retry_backoff=True, retry_backoff_max=30,
+# What a retry may cure (the service's RETRYABLE, recorded on its step first, and infrastructure hiccups);
+# a step past its limit is given up by the service, which then returns normally, so max_retries is only
+# a backstop: beat's sweep re-drives a dispatch whose retries ran out.
+@shared_task(name="dispatch.advance", autoretry_for=(*dispatch.RETRYABLE, *TRANSIENT), retry_backoff=True, retry_backoff_max=30,
              retry_jitter=True, max_retries=30)
 def advance(dispatch_id: str, token: str) -> str:
     """Run the dispatch's next unfinished steps (find, create, assign, notify, reply)."""
