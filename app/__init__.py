@@ -15,12 +15,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     from flask_swagger_ui import get_swaggerui_blueprint
 
     from app import runtime
-    from app.state import tasks as task_states
     from app.api import dispatch, system, tasks
     from app.api.guard import init_guard
     from app.extensions import api, celery_init_app
-    from app.services import callbacks
     from app.metrics import metrics_view
+    from app.services import callbacks
+    from app.state import tasks as task_states
 
     settings = settings or Settings.from_env()
     settings.check()

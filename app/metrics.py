@@ -10,14 +10,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from sqlalchemy import func, select
 
-from celeryconfig import QUEUE_ORDER
-
 from app import runtime, stats
+from app.domain import states
 from app.infra import heartbeat
 from app.infra.db import session_scope
-from app.domain import states
-from app.models import CallbackOutbox, Dispatch, Task
 from app.infra.timeutil import utcnow
+from app.models import CallbackOutbox, Dispatch, Task
+from celeryconfig import QUEUE_ORDER
 
 LISTENER_COUNTERS = ("received", "duplicates", "malformed", "unknown", "reconnects", "sends")
 SEND_RESULTS = {"send_ok": "ok", "send_failed": "refused", "send_timeouts": "no_answer"}

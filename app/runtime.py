@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import redis
 
-from app.infra import db
 from app.config import Settings
+from app.infra import db
 from app.infra.keys import Keys
 from app.infra.redis_client import get_redis
 from app.registry import Registry

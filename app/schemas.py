@@ -7,8 +7,14 @@ from marshmallow import EXCLUDE, INCLUDE, Schema, ValidationError, fields, valid
 
 from app.domain import states
 from app.domain.triggers import (
-    CUSTOM_EVENT, CUSTOMER_KEYWORD, CUSTOMER_REPLY, MESSAGE_TRIGGERS, PRIORITY_RANK,
-    SPECIFIED_CUSTOMER_REPLY, TIME_REACH, TRIGGER_TYPES,
+    CUSTOM_EVENT,
+    CUSTOMER_KEYWORD,
+    CUSTOMER_REPLY,
+    MESSAGE_TRIGGERS,
+    PRIORITY_RANK,
+    SPECIFIED_CUSTOMER_REPLY,
+    TIME_REACH,
+    TRIGGER_TYPES,
 )
 from app.infra.timeutil import parse_wire_time
 

@@ -1,8 +1,8 @@
 """How stored rows look on the wire (times in APP_TIMEZONE with their offset)."""
 from __future__ import annotations
 
-from app.models import Dispatch, DispatchStep, Task, TaskEvent
 from app.infra.timeutil import iso
+from app.models import Dispatch, DispatchStep, Task, TaskEvent
 
 
 def task_view(task: Task, zone: str) -> dict:

@@ -21,8 +21,8 @@ import redis
 from sqlalchemy import func, insert, select
 
 from bench import common
-from bench.common import cpu_delta, cpu_seconds, wait_until
 from bench.b_match import _measure
+from bench.common import cpu_delta, cpu_seconds, wait_until
 
 
 def _rows(n: int, run_id: str):

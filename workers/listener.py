@@ -18,12 +18,12 @@ import redis
 import websocket
 
 from app import create_app, queueing, runtime
-from app.infra import heartbeat
-from app.infra.locks import RedisLock
 from app.clients.qingjian import PING, FrameError, SendChannel, parse_inbound
 from app.config import Settings
 from app.domain import backoff
 from app.domain.triggers import InboundEvent
+from app.infra import heartbeat
+from app.infra.locks import RedisLock
 from app.infra.logs import setup_logging
 
 log = logging.getLogger("workers.listener")

@@ -11,8 +11,8 @@ from app import queueing
 from app.api.errors import envelope
 from app.domain.triggers import InboundEvent
 from app.health import readiness
-from app.schemas import CustomEventSchema, EnvelopeSchema
 from app.infra.timeutil import iso, utcnow
+from app.schemas import CustomEventSchema, EnvelopeSchema
 
 blp = Blueprint("system", __name__, url_prefix="/api", description="Health, readiness and events")
 

@@ -9,9 +9,9 @@ from sqlalchemy import func, select
 
 from app import runtime
 from app.api.errors import envelope, flatten
-from app.infra.db import session_scope
 from app.domain import states
 from app.domain.triggers import TRIGGER_TYPES
+from app.infra.db import session_scope
 from app.models import Task, TaskEvent
 from app.schemas import CancelSchema, EnvelopeSchema, TaskListQuerySchema, TaskReceiveSchema
 from app.services import intake

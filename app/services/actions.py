@@ -16,15 +16,14 @@ from datetime import timedelta
 from sqlalchemy import or_
 
 from app import runtime, stats
-from app.state import tasks as task_states
 from app.clients.qingjian import SendChannel, send_frame
-from app.infra.db import session_scope
 from app.domain import actions as plan
-from app.domain import backoff
-from app.domain import states
+from app.domain import backoff, states
+from app.infra.db import session_scope
+from app.infra.timeutil import utcnow
 from app.models import Task
 from app.services import dispatch
-from app.infra.timeutil import utcnow
+from app.state import tasks as task_states
 
 log = logging.getLogger(__name__)
 RETRY_FIRST_SECONDS, RETRY_MAX_SECONDS = 2.0, 60.0  # between attempts of an action: 2, 4, 8 … 60 s
@@ -208,14 +207,15 @@ def _after_failure(task: Task, owner: str, sends: Sends, error: str) -> Outcome:
     with session_scope() as session:
         sends.write(session, task.task_id)
         task_states.record(session, task.task_id, "attempt_failed",
-                             {"attempt": task.retry_count, "error": error}, now=now)
+                           {"attempt": task.retry_count, "error": error}, now=now)
         if now >= task.expires_at:
-            moved = task_states.move(session, task.task_id, states.TIMEOUT, error=f"deadline passed; last error: {error}",
-                                       where=_lease_held(owner), values={"progress": sends.progress}, now=now)
+            moved = task_states.move(session, task.task_id, states.TIMEOUT,
+                                     error=f"deadline passed; last error: {error}",
+                                     where=_lease_held(owner), values={"progress": sends.progress}, now=now)
             return Outcome(done=True, status=states.TIMEOUT if moved.won else moved.previous)
         if task.retry_count >= task.max_retry:
             moved = task_states.move(session, task.task_id, states.FAILED, error=error,
-                                       where=_lease_held(owner), values={"progress": sends.progress}, now=now)
+                                     where=_lease_held(owner), values={"progress": sends.progress}, now=now)
             return Outcome(done=True, status=states.FAILED if moved.won else moved.previous)
         delay = backoff.exponential(task.retry_count, random.random(), first=RETRY_FIRST_SECONDS, cap=RETRY_MAX_SECONDS)
         # Hand the lease back, but keep it from lapsing before the retry is due, so beat does not

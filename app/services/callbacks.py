@@ -16,12 +16,12 @@ import requests
 from sqlalchemy import func, select, update
 
 from app import queueing, runtime, stats
-from app.state import tasks as task_states
 from app.clients import tianwang
 from app.domain import backoff
 from app.infra.db import session_scope
-from app.models import CallbackOutbox
 from app.infra.timeutil import utcnow
+from app.models import CallbackOutbox
+from app.state import tasks as task_states
 
 log = logging.getLogger(__name__)
 IN_FLIGHT = timedelta(seconds=60)  # a claimed row is not re-driven while its post may still be under way
@@ -110,7 +110,8 @@ def _post(row) -> Delivery:
             return Delivery(**done, state="failed",
                             error=f"gave up after {settings.callback_max_age_hours:g}h: {exc}")
         # 1, 2, 4 … s after the first, second, third attempt, up to CALLBACK_RETRY_MAX_SECONDS
-        delay = backoff.exponential(row.attempts - 1, random.random(), first=1.0, cap=settings.callback_retry_max_seconds)
+        delay = backoff.exponential(row.attempts - 1, random.random(), first=1.0,
+                                    cap=settings.callback_retry_max_seconds)
         log.info("callback %s for task %s: %s; retry in %.1fs", row.event_id, row.task_id, exc, delay,
                  extra={"task_id": row.task_id, "event": "callback_retry"})
         return Delivery(**done, state="pending", error=str(exc), retry_in=delay)

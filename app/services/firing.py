@@ -5,18 +5,22 @@ import logging
 from datetime import timedelta
 
 import redis
-
 from sqlalchemy import select
 
 from app import queueing, runtime, stats
-from app.state import tasks as task_states
-from app.infra.db import session_scope
 from app.domain import states
 from app.domain.triggers import (
-    MESSAGE_TRIGGERS, PRIORITY_RANK, InboundEvent, firing_order, matches, within_lookback,
+    MESSAGE_TRIGGERS,
+    PRIORITY_RANK,
+    InboundEvent,
+    firing_order,
+    matches,
+    within_lookback,
 )
-from app.models import Task
+from app.infra.db import session_scope
 from app.infra.timeutil import utcnow
+from app.models import Task
+from app.state import tasks as task_states
 
 log = logging.getLogger(__name__)
 PRIORITY_NAMES = {rank: name for name, rank in PRIORITY_RANK.items()}

@@ -10,13 +10,13 @@ from datetime import timedelta
 from sqlalchemy.exc import IntegrityError
 
 from app import runtime
-from app.state import tasks as task_states
-from app.infra.db import session_scope
 from app.domain import states
 from app.domain.triggers import SPECIFIED_CUSTOMER_REPLY, TIME_REACH
+from app.infra.db import session_scope
+from app.infra.timeutil import parse_wire_time, to_utc_naive, utcnow
 from app.models import Task
 from app.services import registration
-from app.infra.timeutil import parse_wire_time, to_utc_naive, utcnow
+from app.state import tasks as task_states
 
 log = logging.getLogger(__name__)
 PAST_TOLERANCE = timedelta(minutes=5)

@@ -7,13 +7,13 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from app import queueing, runtime
-from app.state import tasks as task_states
-from app.infra.db import session_scope
 from app.domain import states
 from app.domain.triggers import PRIORITY_RANK, TIME_REACH
+from app.infra.db import session_scope
+from app.infra.timeutil import utcnow
 from app.models import Task
 from app.services import callbacks
-from app.infra.timeutil import utcnow
+from app.state import tasks as task_states
 
 log = logging.getLogger(__name__)
 BATCH = 1000

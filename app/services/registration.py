@@ -7,13 +7,13 @@ import redis
 from sqlalchemy import func, select
 
 from app import runtime
-from app.state import tasks as task_states
-from app.infra.db import session_scope
 from app.domain import states
 from app.domain.triggers import compile_spec
+from app.infra.db import session_scope
+from app.infra.timeutil import epoch
 from app.models import Task
 from app.services import firing
-from app.infra.timeutil import epoch
+from app.state import tasks as task_states
 
 log = logging.getLogger(__name__)
 

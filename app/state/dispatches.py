@@ -15,10 +15,10 @@ from sqlalchemy.orm import Session
 
 from app.domain import dispatch as flow
 from app.domain import states
+from app.infra.timeutil import utcnow
 from app.models import Dispatch
 from app.state import tasks as task_states
 from app.state.cas import Swap, swap_status
-from app.infra.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 

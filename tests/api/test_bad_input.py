@@ -11,9 +11,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from devkit.processes import API_KEY
 from tests.api.helpers import assert_envelope, assert_nothing_written, counts, task_body
 from tests.conftest import uid
-from devkit.processes import API_KEY
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 MiB = 1024 * 1024

@@ -8,12 +8,12 @@ import pytest
 from sqlalchemy import select
 
 from app import runtime
-from app.state import tasks as task_states
 from app.infra.db import session_scope
 from app.models import CallbackOutbox, Task, TaskEvent
+from app.state import tasks as task_states
+from devkit.processes import API_KEY
 from tests.api.helpers import assert_envelope, reply_body, task_body
 from tests.conftest import uid
-from devkit.processes import API_KEY
 
 THREADS = 20
 

@@ -45,10 +45,13 @@ import pytest
 import redis
 import requests
 import schemathesis
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
-    allow_header_conformance, positive_data_acceptance, unsupported_method,
+    allow_header_conformance,
+    positive_data_acceptance,
+    unsupported_method,
 )
 
 from devkit import processes, stores

@@ -12,7 +12,6 @@ from tests.api.helpers import task_body
 from tests.conftest import uid
 
 
-
 def _envelope(response: requests.Response, code: int) -> dict:
     assert response.status_code == code, (response.status_code, response.text[:300])
     assert response.headers["Content-Type"].startswith("application/json"), response.headers

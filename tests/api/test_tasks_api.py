@@ -11,7 +11,11 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from tests.api.helpers import (
-    assert_envelope, counts, parse_iso, reply_body, task_body,
+    assert_envelope,
+    counts,
+    parse_iso,
+    reply_body,
+    task_body,
 )
 from tests.conftest import uid
 
@@ -363,8 +367,8 @@ def test_cancel_moves_to_cancelled_and_leaves_the_index(client, rdb):
 
 
 def test_cancel_of_a_running_task_is_409_with_its_status(client, rdb):
-    from app.state import tasks as task_states
     from app.infra.db import session_scope
+    from app.state import tasks as task_states
 
     task_id = uid()
     receive(client, task_body(task_id))

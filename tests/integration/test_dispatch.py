@@ -16,14 +16,14 @@ from app.clients import tuhui as tuhui_client
 from app.clients import wecom as wecom_client
 from app.config import DEFAULT_DISPATCH_OFFLINE_TEXT, DEFAULT_DISPATCH_REPLY_TEXT
 from app.infra.db import session_scope
+from app.infra.timeutil import utcnow
 from app.models import Dispatch
 from app.services import dispatch as dispatch_service
-from app.infra.timeutil import utcnow
-from tests.conftest import DESIGNERS, TUHUI_API_KEY, uid
 from devkit.fakes.tuhui import FakeTuhui
 from devkit.fakes.wecom import FakeWecom
 from devkit.processes import API_KEY
 from devkit.stores import wait_until
+from tests.conftest import DESIGNERS, TUHUI_API_KEY, uid
 
 pytestmark = pytest.mark.integration
 

@@ -8,8 +8,8 @@ import time
 import pytest
 
 from app import runtime
-from tests.conftest import uid
 from devkit.stores import wait_until
+from tests.conftest import uid
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

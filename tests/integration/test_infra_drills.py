@@ -14,9 +14,9 @@ from app.config import Settings
 from app.infra.db import session_scope
 from app.models import CallbackOutbox, Task, TaskEvent
 from devkit import processes, stores
-from tests.tcp_proxy import TcpProxy
-from tests.conftest import start_live, uid
 from devkit.stores import wait_until
+from tests.conftest import start_live, uid
+from tests.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -2,8 +2,8 @@
 has not acknowledged, and failed (with 天网 told) when the retries run out."""
 import pytest
 
-from tests.conftest import uid
 from devkit.stores import wait_until
+from tests.conftest import uid
 
 pytestmark = pytest.mark.integration
 

@@ -1,8 +1,8 @@
 """The spine end to end: intake -> listener -> fire -> send -> callback, all real processes."""
 import pytest
 
-from tests.conftest import uid
 from devkit.stores import wait_until
+from tests.conftest import uid
 
 pytestmark = pytest.mark.integration
 

@@ -7,8 +7,8 @@ from sqlalchemy import select
 
 from app.infra.db import session_scope
 from app.models import CallbackOutbox
-from tests.conftest import uid
 from devkit.stores import wait_until
+from tests.conftest import uid
 
 pytestmark = pytest.mark.integration
 

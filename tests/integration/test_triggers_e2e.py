@@ -9,8 +9,8 @@ which it would not if the negative one had fired it.
 import pytest
 
 from app import runtime
-from tests.conftest import uid
 from devkit.stores import wait_until
+from tests.conftest import uid
 
 pytestmark = pytest.mark.integration
 

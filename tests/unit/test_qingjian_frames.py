@@ -8,7 +8,6 @@ import pytest
 from app.clients.qingjian import PING, FrameError, parse_inbound, send_frame
 from app.domain.actions import plan_steps, req_id
 
-
 # -- inbound ------------------------------------------------------------------------------------------
 
 CONTRACT_FRAMES = [

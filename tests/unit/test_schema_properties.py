@@ -18,12 +18,13 @@ from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from marshmallow import ValidationError
 
 from app.api.errors import flatten
-from app.schemas import TaskReceiveSchema
 from app.infra.timeutil import parse_wire_time
+from app.schemas import TaskReceiveSchema
 
 SCHEMA = TaskReceiveSchema()
 PROFILE = settings(max_examples=300, deadline=None, derandomize=True, database=None,

@@ -6,7 +6,8 @@ import hmac
 import json
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from app.clients.tianwang import sign
 

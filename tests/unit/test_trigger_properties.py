@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import unicodedata
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from app.domain.triggers import InboundEvent, compile_spec, firing_order, index_keys, matches, substrings, \
-    within_lookback
+from app.domain.triggers import (
+    InboundEvent,
+    compile_spec,
+    firing_order,
+    index_keys,
+    matches,
+    substrings,
+    within_lookback,
+)
 
 PAYMENT_DEFAULTS = ("已付款", "已支付", "拍下了", "付过了")
 ORDER_DEFAULTS = ("已下单", "下单了", "拍了")

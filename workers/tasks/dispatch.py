@@ -10,8 +10,8 @@ from workers.tasks.messages import TRANSIENT
 # What a retry may cure (the service's RETRYABLE, recorded on its step first, and infrastructure hiccups);
 # a step past its limit is given up by the service, which then returns normally, so max_retries is only
 # a backstop: beat's sweep re-drives a dispatch whose retries ran out.
-@shared_task(name="dispatch.advance", autoretry_for=(*dispatch.RETRYABLE, *TRANSIENT), retry_backoff=True, retry_backoff_max=30,
-             retry_jitter=True, max_retries=30)
+@shared_task(name="dispatch.advance", autoretry_for=(*dispatch.RETRYABLE, *TRANSIENT), retry_backoff=True,
+             retry_backoff_max=30, retry_jitter=True, max_retries=30)
 def advance(dispatch_id: str, token: str) -> str:
     """Run the dispatch's next unfinished steps (find, create, assign, notify, reply)."""
     return dispatch.advance(dispatch_id, token)

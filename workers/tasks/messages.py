@@ -1,6 +1,7 @@
 """messages.match: an inbound customer or custom event finds and fires its tasks."""
 from celery import shared_task
-from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import OperationalError
 
 from app.domain.triggers import InboundEvent

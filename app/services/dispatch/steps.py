@@ -157,7 +157,8 @@ def notify(d: Dispatch, token: str, *, alert: bool = False) -> None:
     if not settings.wecom_webhook_url:
         step = ledger.load_step(d.dispatch_id, flow.NOTIFY)
         if step is None or step.status == flow.STEP_PENDING:
-            ledger.save_step(d, token, flow.NOTIFY, flow.STEP_DONE, 0, None, {"skipped": "WECOM_WEBHOOK_URL is not set"})
+            ledger.save_step(d, token, flow.NOTIFY, flow.STEP_DONE, 0, None,
+                             {"skipped": "WECOM_WEBHOOK_URL is not set"})
             log.info("dispatch %s: WECOM_WEBHOOK_URL is not set; no group notice", d.dispatch_id,
                      extra={"task_id": d.task_id, "event": "dispatch_notify"})
         return
