@@ -4,9 +4,9 @@ from kombu import Queue
 from beat_schedule import BEAT_SCHEDULE
 
 # Queues in the order a worker should drain them: beat's sweeps first (short, and timers must not
-# wait behind a backlog of actions), then actions by priority, matching, callbacks, dispatches.
-QUEUE_ORDER = ("maintenance", "actions.urgent", "actions.high", "actions.normal", "actions.low", "match",
-               "callbacks", "dispatch")
+# wait behind a backlog), then actions under way (finish what has started), matching, callbacks,
+# dispatches. Priority among the tasks one message fires is their order in the customer's lane.
+QUEUE_ORDER = ("maintenance", "actions", "match", "callbacks", "dispatch")
 
 task_queues = [Queue(name) for name in QUEUE_ORDER]
 task_default_queue = "maintenance"
@@ -14,7 +14,8 @@ include = ["workers.tasks.messages", "workers.tasks.actions", "workers.tasks.cal
            "workers.tasks.maintenance", "workers.tasks.dispatch"]
 task_routes = {
     "messages.*": {"queue": "match"},
-    "tasks.*": {"queue": "actions.normal"},
+    "actions.*": {"queue": "actions"},
+    "tasks.*": {"queue": "actions"},
     "callbacks.*": {"queue": "callbacks"},
     "dispatch.*": {"queue": "dispatch"},
     "maintenance.*": {"queue": "maintenance"},

@@ -14,20 +14,39 @@ import redis
 
 from app.domain.triggers import InboundEvent, index_keys, substrings
 from app.infra.keys import Keys
+from app.lanes import LANE_TTL_SECONDS
 
 log = logging.getLogger(__name__)
 RECENT_SECONDS = 3600
 
-# KEYS: seen key ("" = no de-duplication), the customer's recent zset, everybody's recent zset.
-# ARGV: seen TTL, member, score, cutoff, recent TTL.
+# Remember a batch of inbound events in one round trip. KEYS: everybody's recent zset, then per event its
+# seen mark ("" = no de-duplication), its customer's recent zset and its lane ("" = none). ARGV: seen TTL,
+# cutoff, recent TTL, lane TTL, then per event its member, score and lane entry. Returns 1 per event
+# remembered now, 0 per event seen before (nothing done for it).
 _REMEMBER = """
-if KEYS[1] ~= '' and not redis.call('set', KEYS[1], 1, 'NX', 'EX', ARGV[1]) then return 0 end
-for i = 2, 3 do
-  redis.call('zadd', KEYS[i], ARGV[3], ARGV[2])
-  redis.call('zremrangebyscore', KEYS[i], '-inf', ARGV[4])
-  redis.call('expire', KEYS[i], ARGV[5])
+local out, touched = {}, {}
+for e = 1, (#KEYS - 1) / 3 do
+  local seen, recent, lane = KEYS[e * 3 - 1], KEYS[e * 3], KEYS[e * 3 + 1]
+  local member, score, entry = ARGV[e * 3 + 2], ARGV[e * 3 + 3], ARGV[e * 3 + 4]
+  if seen ~= '' and not redis.call('set', seen, 1, 'NX', 'EX', ARGV[1]) then
+    out[e] = 0
+  else
+    redis.call('zadd', recent, score, member)
+    redis.call('zadd', KEYS[1], score, member)
+    touched[recent] = true
+    if lane ~= '' then
+      redis.call('rpush', lane, entry)
+      redis.call('expire', lane, ARGV[4])
+    end
+    out[e] = 1
+  end
 end
-return 1
+touched[KEYS[1]] = true
+for key in pairs(touched) do
+  redis.call('zremrangebyscore', key, '-inf', ARGV[2])
+  redis.call('expire', key, ARGV[3])
+end
+return out
 """
 
 
@@ -106,6 +125,14 @@ class Registry:
             if cursor == 0:
                 return
 
+    def is_built(self) -> bool:
+        """Whether the index is complete: a full reconciliation marks it, and Redis losing its data loses
+        the mark (app.services.registration)."""
+        return bool(self.r.exists(self.keys.index_built))
+
+    def mark_built(self) -> None:
+        self.r.set(self.keys.index_built, "1")
+
     def count(self) -> int:
         return int(self.r.hlen(self.spec_key))
 
@@ -138,16 +165,24 @@ class Registry:
         return self.specs(i.decode() if isinstance(i, bytes) else i for i in ids)
 
     # -- recent messages, for lookback_seconds -----------------------------------------------
-    def remember(self, event: InboundEvent, seen_key: str | None = None, seen_ttl: int = 24 * 3600) -> bool:
-        """Keep the last hour of messages; called by the listener on receipt, in one round trip.
+    def remember_many(self, batch: list[tuple[InboundEvent, str | None, str | None, str]],
+                      seen_ttl: int = 24 * 3600) -> list[bool]:
+        """Keep the last hour of messages, and give each message its place in its customer's lane; called
+        by the listener on receipt, in one round trip for a batch of (event, seen key, lane key, lane entry).
 
-        With `seen_key` (the msg_id's de-duplication key) an event seen before is not remembered
-        again and False is returned.
+        An event whose seen key (its msg_id's de-duplication mark) exists is a repeat: nothing is done for
+        it and False is returned in its place.
         """
-        return bool(self._remember(
-            keys=[seen_key or "", self.keys.recent(event.from_id), self.keys.recent(None)],
-            args=[seen_ttl, json.dumps(event.as_dict(), ensure_ascii=False), event.received_at,
-                  event.received_at - RECENT_SECONDS, RECENT_SECONDS + 60]))
+        if not batch:
+            return []
+        keys, args = [self.keys.recent(None)], []
+        newest = max(event.received_at for event, *_ in batch)
+        for event, seen_key, lane_key, lane_entry in batch:
+            keys += [seen_key or "", self.keys.recent(event.from_id), lane_key or ""]
+            args += [json.dumps(event.as_dict(), ensure_ascii=False), event.received_at, lane_entry]
+        replies = self._remember(keys=keys, args=[seen_ttl, newest - RECENT_SECONDS, RECENT_SECONDS + 60,
+                                                  LANE_TTL_SECONDS, *args])
+        return [bool(r) for r in replies]
 
     def recent(self, customer_id: str | None, since: float) -> list[InboundEvent]:
         rows = self.r.zrangebyscore(self.keys.recent(customer_id), since, "+inf")

@@ -91,6 +91,7 @@ def reconcile(batch: int = 1000, full: bool = False) -> dict:
             if task_id not in waiting:
                 registry.unregister(task_id)
                 dropped += 1
+    registry.mark_built()
     if added or dropped or activated:
         log.info("reconciled index: %d registered, %d dropped, %d activated", added, dropped, activated,
                  extra={"event": "reconcile"})

@@ -63,12 +63,14 @@ def move(
     error: str | None = None,
     result: dict | None = None,
     where: tuple = (),
+    history: list[tuple[str, dict | None]] = (),
     now: datetime | None = None,
 ) -> Moved:
     """Move `task_id` to `target` if its current status allows it (and is in `only_from`, if given).
 
     `values` are extra columns written by the same UPDATE; `where` extra conditions of the CAS
-    (e.g. that this worker still holds the lease). Raises TaskNotFound for an unknown id.
+    (e.g. that this worker still holds the lease); `history` lines (kind, detail) that led to the move,
+    written before its own line when it wins. Raises TaskNotFound for an unknown id.
     """
     allowed = states.sources(target)
     if only_from is not None:
@@ -88,6 +90,8 @@ def move(
         raise TaskNotFound(task_id)
     if not swap.won:
         return Moved(False, swap.previous)
+    for kind, line in history:
+        record(session, task_id, kind, line, now=now)
     session.add(TaskEvent(
         task_id=task_id, at=now, kind="status", from_status=swap.previous, to_status=target,
         detail={**(detail or {}), **({"error": error} if error else {})} or None,
@@ -108,13 +112,16 @@ def move_many(
     values: dict | None = None,
     error: str | None = None,
     detail: dict | None = None,
+    per_task: dict[str, dict] | None = None,
     now: datetime | None = None,
 ) -> list[str]:
     """`move` for a batch that all leave the same `source` status: one CAS statement for all of them.
 
     `UPDATE … WHERE task_id IN (…) AND status = :source RETURNING task_id` returns exactly the rows this
-    call won; each winner gets its history row and outbox row as with `move`. Beat's sweeps use it so
-    a thousand timers due in one second are one statement, not a thousand.
+    call won; each winner gets its history row and outbox row as with `move`. Beat's sweeps and matching
+    use it so a thousand timers due in one second, or a burst of messages, are one statement, not a
+    thousand. `per_task` holds columns of each task's own (what fired it), written to the winners by
+    primary key and added to their history line.
     """
     if source not in states.sources(target):
         raise states.InvalidTransition(f"{source} -> {target}")
@@ -130,10 +137,13 @@ def move_many(
         update(Task).where(Task.task_id.in_(task_ids), Task.status == source)
         .values(**row_values).returning(Task.task_id)
         .execution_options(synchronize_session=False)))
-    details = {**(detail or {}), **({"error": error} if error else {})} or None
+    if per_task and won:
+        session.execute(update(Task).execution_options(synchronize_session=False),
+                        [{"task_id": task_id, **per_task[task_id]} for task_id in won])
+    details = {**(detail or {}), **({"error": error} if error else {})}
     for task_id in won:
         session.add(TaskEvent(task_id=task_id, at=now, kind="status", from_status=source, to_status=target,
-                              detail=details))
+                              detail={**details, **(per_task or {}).get(task_id, {})} or None))
         if target in states.CALLBACK_ON:
             _add_callback(session, task_id, target, error, None, now)
     if won:
