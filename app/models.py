@@ -58,6 +58,10 @@ class Task(Base):
     progress: Mapped[dict | None] = mapped_column(JSON)
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # An operator's retry or re-arm: since when the task listens again (lookback counts from here), and
+    # the attempt its fresh set of retries starts at (attempt numbers keep growing, so req_ids stay unique).
+    armed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    attempt_base: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     __table_args__ = (
         Index("ix_tasks_status_due", "status", "due_at"),

@@ -9,7 +9,6 @@ messages arrived.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 import redis
 from sqlalchemy import select
@@ -76,8 +75,7 @@ def _claim(by: dict[str, dict], matched: dict[int, list[str]]) -> tuple[set[str]
     with session_scope() as session:
         won = set(task_states.move_many(
             session, list(by), states.WAITING, states.RUNNING,
-            values={"triggered_at": now, "lease_owner": token,
-                    "lease_expires_at": now + timedelta(seconds=rt.settings.action_lease_seconds)},
+            values={"triggered_at": now, "lease_owner": token, "lease_expires_at": now + actions.lease()},
             per_task={task_id: {"triggered_by": fired_by} for task_id, fired_by in by.items()}, now=now))
         inbound.mark_matched(session, {row: [t for t in ids if t in won] for row, ids in matched.items()}, now)
         lost = [task_id for task_id in by if task_id not in won]

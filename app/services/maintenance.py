@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 from sqlalchemy import select
 
@@ -35,7 +34,7 @@ def fire_due_timers(limit: int = BATCH) -> int:
         won = set(task_states.move_many(
             session, [task_id for task_id, _ in due], states.WAITING, states.RUNNING,
             values={"triggered_at": now, "triggered_by": {"kind": "time"}, "lease_owner": token,
-                    "lease_expires_at": now + timedelta(seconds=rt.settings.action_lease_seconds)},
+                    "lease_expires_at": now + actions.lease()},
             detail={"triggered_by": {"kind": "time"}}, now=now))
     rt.registry.discard_many(won)
     winners = [task_id for task_id, priority in sorted(due, key=lambda row: PRIORITY_RANK.get(row[1], 2))
@@ -62,9 +61,8 @@ def redrive_lapsed_leases(limit: int = BATCH) -> int:
     """Running tasks whose lease expired: a retry that is due, or an action whose worker (or answer) was
     lost. Each is handed to `actions.resume` once: the lease is pushed forward first (a CAS on the expiry
     seen), so one lapse is one re-drive, however many beats sweep."""
-    rt = runtime.current()
     now = utcnow()
-    lease = timedelta(seconds=rt.settings.action_lease_seconds)
+    lease = actions.lease()
     with session_scope() as session:
         lapsed = session.execute(
             select(Task.task_id, Task.lease_owner, Task.lease_expires_at).where(

@@ -64,15 +64,17 @@ def move(
     result: dict | None = None,
     where: tuple = (),
     history: list[tuple[str, dict | None]] = (),
+    operator: bool = False,
     now: datetime | None = None,
 ) -> Moved:
     """Move `task_id` to `target` if its current status allows it (and is in `only_from`, if given).
 
     `values` are extra columns written by the same UPDATE; `where` extra conditions of the CAS
     (e.g. that this worker still holds the lease); `history` lines (kind, detail) that led to the move,
-    written before its own line when it wins. Raises TaskNotFound for an unknown id.
+    written before its own line when it wins; `operator`: one of the operator's moves out of a finished
+    status (retry, re-arm), not an ordinary one. Raises TaskNotFound for an unknown id.
     """
-    allowed = states.sources(target)
+    allowed = states.sources(target, operator=operator)
     if only_from is not None:
         allowed = allowed & frozenset(only_from)
     now = now or utcnow()
@@ -85,6 +87,8 @@ def move(
         row_values.setdefault("completed_at", now)
         row_values.setdefault("lease_owner", None)
         row_values.setdefault("lease_expires_at", None)
+    elif operator:
+        row_values.setdefault("completed_at", None)
     swap = swap_status(session, Task, task_id, allowed, row_values, where)
     if swap.previous is None:
         raise TaskNotFound(task_id)

@@ -1,4 +1,4 @@
-"""inbound messages: what the listener accepted, for the console, explain and re-driven matching
+"""inbound messages (for the console, explain and re-driven matching); a task's re-arm time and attempt base
 
 Revision ID: 0003
 Revises: 0002
@@ -37,9 +37,15 @@ def upgrade() -> None:
     op.create_index('ix_inbound_customer_received', 'inbound_messages', ['from_id', 'received_at'])
     op.create_index('ix_inbound_received', 'inbound_messages', ['received_at'])
     op.create_index('ix_inbound_unmatched', 'inbound_messages', ['matched_at', 'enqueued_at'])
+    with op.batch_alter_table('tasks') as batch:
+        batch.add_column(sa.Column('armed_at', sa.DateTime(), nullable=True))
+        batch.add_column(sa.Column('attempt_base', sa.Integer(), nullable=False, server_default='0'))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('tasks') as batch:
+        batch.drop_column('attempt_base')
+        batch.drop_column('armed_at')
     op.drop_index('ix_inbound_unmatched', table_name='inbound_messages')
     op.drop_index('ix_inbound_received', table_name='inbound_messages')
     op.drop_index('ix_inbound_customer_received', table_name='inbound_messages')

@@ -47,7 +47,7 @@ def start(task_ids: list[str], owned: dict[str, str] | None = None) -> None:
     `owned`: tasks this caller claimed a moment ago, with the lease token it wrote (no second write is
     needed to send their first step)."""
     owned = owned or {}
-    batch = Batch(utcnow(), _lease())
+    batch = Batch(utcnow(), lease())
     for task in _load(task_ids):
         if task.status != states.RUNNING:
             batch.leave_lane(task)  # finished or moved by someone else meanwhile
@@ -70,7 +70,7 @@ def queue(task_ids: list[str], owned: dict[str, str] | None = None) -> None:
     """Running tasks fired without a message's place in a lane (a timer, a custom event, a catch-up, a
     message matched again) queue at the tail of their customer's lane; whoever reaches a head starts."""
     owned = owned or {}
-    batch = Batch(utcnow(), _lease())
+    batch = Batch(utcnow(), lease())
     for task in _load(task_ids):
         if task.status == states.RUNNING and _has_recipient(batch, task, owned.get(task.task_id, task.lease_owner)):
             batch.rejoin(task)
@@ -85,7 +85,7 @@ def advance(answers: list[tuple[str, bool, str | None]]) -> None:
         parsed = plan.parse_req_id(req_id)
         if parsed:
             by_task[parsed[0]].append((req_id, parsed[1], parsed[2], ok, error))
-    batch = Batch(utcnow(), _lease())
+    batch = Batch(utcnow(), lease())
     for task in _load(list(by_task)):
         if task.status != states.RUNNING:
             continue
@@ -99,7 +99,7 @@ def resume(task_ids: list[str]) -> None:
     worker or answer was lost. Also where an operator's retry starts."""
     rt = runtime.current()
     channel = SendChannel(rt.redis, rt.keys)
-    batch = Batch(utcnow(), _lease())
+    batch = Batch(utcnow(), lease())
     tasks = [t for t in _load(task_ids) if t.status == states.RUNNING]
     for task in tasks:
         if not _has_recipient(batch, task, task.lease_owner):
@@ -154,14 +154,14 @@ def _apply_answer(batch: Batch, task: Task, token, req_id: str, step: int, attem
 
 def _after_failure(batch: Batch, task: Task, token, error: str) -> None:
     batch.note_failed_attempt(task, error)
-    verdict = plan.after_failure(retry_count=task.retry_count, max_retry=task.max_retry,
+    verdict = plan.after_failure(retry_count=task.retry_count - (task.attempt_base or 0), max_retry=task.max_retry,
                                  past_deadline=batch.now >= task.expires_at)
     if verdict == plan.TIMEOUT:
         batch.finish(task, token, states.TIMEOUT, error=f"deadline passed; last error: {error}")
     elif verdict == plan.FAIL:
         batch.finish(task, token, states.FAILED, error=error)
     else:
-        delay = backoff.exponential(task.retry_count, random.random(), first=2.0, cap=60.0)
+        delay = backoff.exponential(task.retry_count - (task.attempt_base or 0), random.random(), first=2.0, cap=60.0)
         batch.retry_later(task, token, delay, error, owner=RETRY_OWNER)
         log.info("task %s: attempt %d failed (%s); retry in %.1fs", task.task_id, task.retry_count, error, delay,
                  extra={"task_id": task.task_id, "event": "retry"})
@@ -187,7 +187,7 @@ def _carry_out(batch: Batch, owned: dict[str, str] | None = None) -> None:
         start(heads, owned)
 
 
-def _lease() -> timedelta:
+def lease() -> timedelta:
     """How long beat leaves a running action alone: a step's send may take QINGJIAN_SEND_TIMEOUT, and the
     listener reports an unanswered send LISTENER_GRACE_SECONDS later."""
     settings = runtime.current().settings
@@ -207,4 +207,4 @@ def new_token() -> str:
     return uuid.uuid4().hex
 
 
-__all__ = ["start", "queue", "advance", "resume", "recipient", "Unrecoverable", "RETRY_OWNER", "new_token"]
+__all__ = ["start", "queue", "advance", "resume", "lease", "recipient", "Unrecoverable", "RETRY_OWNER", "new_token"]
