@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from app.domain import states
 from app.domain.triggers import (
-    CHECKS, MESSAGE_TRIGGERS, NOT_APPLICABLE, TIME_REACH, InboundEvent, check_lookback, same_json,
+    CHECKS, CUSTOM_EVENT, MESSAGE_TRIGGERS, NOT_APPLICABLE, TIME_REACH, InboundEvent, check_lookback, same_json,
 )
 
 PASS, FAIL = "pass", "fail"  # and NOT_APPLICABLE
@@ -78,12 +78,27 @@ def explain(spec: dict, state: TaskState, event: InboundEvent | None, *, now: fl
     elif event is None and [c.name for c in failures] == ["time"]:
         outcome, conclusion = WAITING, f"will fire at {when(state.due_at)}"
     elif event is None and not failures and spec["t"] != TIME_REACH:
-        outcome, conclusion = WAITING, "waiting for a matching message"
+        outcome, conclusion = WAITING, f"waiting for a matching {'event' if spec['t'] == CUSTOM_EVENT else 'message'}"
     elif failures:
         outcome, conclusion = WOULD_NOT_FIRE, _why_not(state, event, failures, when, hypothetical)
     else:
         outcome, conclusion = WOULD_FIRE, "would fire"
     return Explanation(conditions, matched, outcome, conclusion, event)
+
+
+def summary(alone: Explanation, recent: list[Explanation]) -> str:
+    """One sentence for the task against its recent messages (newest first); `alone`: the task itself."""
+    fired = next((e for e in recent if e.outcome == FIRED), alone if alone.outcome == FIRED else None)
+    if fired is not None:
+        return fired.conclusion
+    would = next((e for e in recent if e.outcome == WOULD_FIRE), None)
+    if would is not None:
+        return f"would fire on message {would.event.msg_id or '(no msg_id)'}"
+    if not recent:
+        return f"{alone.conclusion}; no recent message to explain it against"
+    if len(recent) == 1:
+        return f"the only recent message {recent[0].conclusion}"
+    return f"none of the {len(recent)} recent messages fires it; the newest {recent[0].conclusion}"
 
 
 def _checks_of(spec: dict) -> tuple:

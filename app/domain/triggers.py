@@ -222,7 +222,7 @@ def within_lookback(spec: dict, event: InboundEvent) -> bool:
 
 # Expected: lookback_seconds; actual: how long before the task the message arrived (< 0: after it).
 check_lookback = _condition(
-    "lookback", lambda spec, event: (spec.get("lb", 0.0), spec["ts"] - event.received_at))(within_lookback)
+    "lookback", lambda spec, event: (spec.get("lb", 0.0), round(spec["ts"] - event.received_at, 3)))(within_lookback)
 
 _BY_MESSAGE = (check_message_type, check_shop, check_customer_id, check_keyword)
 CHECKS: dict[str, tuple[Check, ...]] = {

@@ -144,7 +144,8 @@ def test_a_later_message_finds_it_fired_already():
     assert table(e)["status"] == ("fail", "waiting", "completed")
     assert note(e, "status") == "already fired at t1020 by message m-7: a task fires once; it is completed now"
     other = told(spec(SCR), text("嗯", msg_id="m-6", received_at=1010.0), FIRED)
-    assert other.conclusion == 'did fire at t1020 (message m-7), not on this message: the text "嗯" does not contain "好的"'
+    assert other.conclusion == ('did fire at t1020 (message m-7), not on this message: '
+                                'the text "嗯" does not contain "好的"')
     assert note(other, "status") == "not yet fired when this message came (it fired later, at t1020 by message m-7)"
 
 
