@@ -16,8 +16,8 @@ from app.domain import states
 from app.domain.triggers import TRIGGER_TYPES
 from app.models import Task, TaskEvent
 from app.schemas import (
-    CancelSchema, EnvelopeSchema, ExplainEnvelopeSchema, ExplainEventSchema, ExplainQuerySchema, TaskListQuerySchema,
-    TaskReceiveSchema,
+    CancelSchema, EnvelopeSchema, ExplainEnvelopeSchema, ExplainEventSchema, ExplainQuerySchema,
+    TaskListQuerySchema, TaskReceiveSchema,
 )
 from app.services import explain, intake
 from app.state_machine import TaskNotFound

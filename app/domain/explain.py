@@ -78,7 +78,8 @@ def explain(spec: dict, state: TaskState, event: InboundEvent | None, *, now: fl
     elif event is None and [c.name for c in failures] == ["time"]:
         outcome, conclusion = WAITING, f"will fire at {when(state.due_at)}"
     elif event is None and not failures and spec["t"] != TIME_REACH:
-        outcome, conclusion = WAITING, f"waiting for a matching {'event' if spec['t'] == CUSTOM_EVENT else 'message'}"
+        awaited = "event" if spec["t"] == CUSTOM_EVENT else "message"
+        outcome, conclusion = WAITING, f"waiting for a matching {awaited}"
     elif failures:
         outcome, conclusion = WOULD_NOT_FIRE, _why_not(state, event, failures, when, hypothetical)
     else:
@@ -156,7 +157,8 @@ def _status(state: TaskState, event, at: float, when, fired_here: bool) -> Condi
         ended = state.completed_at if state.completed_at is not None else state.expires_at
         what = "cancelled" if state.status == states.CANCELLED else "timed out"
         if event is not None and at < ended:
-            return made(PASS, states.WAITING, f"still waiting when this message came ({what} later, at {when(ended)})")
+            return made(PASS, states.WAITING,
+                        f"still waiting when this message came ({what} later, at {when(ended)})")
         reason = f" ({state.error_message})" if state.error_message else ""
         return made(FAIL, state.status, f"{what} at {when(ended)}{reason}")
     if state.status == states.PENDING:
@@ -174,7 +176,8 @@ def _deadline(state: TaskState, at: float, when) -> Condition:
 
 def _time(due: float, at: float, when) -> Condition:
     ok = at >= due
-    note = f"due at {when(due)}: reached" if ok else f"not yet reached: due at {when(due)}, in {duration(due - at)}"
+    note = (f"due at {when(due)}: reached" if ok
+            else f"not yet reached: due at {when(due)}, in {duration(due - at)}")
     return Condition("time", PASS if ok else FAIL, when(due), when(at), note)
 
 
@@ -228,8 +231,9 @@ def _keyword(verdict, expected, actual, spec, event) -> str:
     if exact:
         if verdict == PASS:
             return f"the text {_q(actual)} equals the keyword (exact_match)"
-        inside = " (it contains one, but exact_match wants the whole text)" if any(w in actual for w in words) else ""
-        return f"the text {_q(actual)} is not exactly {shown}{inside}"
+        inside = any(w in actual for w in words)
+        return f"the text {_q(actual)} is not exactly {shown}" + (
+            " (it contains one, but exact_match wants the whole text)" if inside else "")
     found = [w for w in words if w in actual]
     if found:
         return f"the text {_q(actual)} contains {_q(found[0])}"

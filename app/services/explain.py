@@ -58,8 +58,8 @@ def recent_messages(customer_id: str | None, acc_id: str | None, limit: int = RE
 def message_by_id(msg_id: str, customer_id: str | None = None) -> InboundEvent | None:
     """The recent message with that msg_id, looked for among the customer's first (a short list)."""
     r = runtime.current().redis
-    # Members are JSON (app.registry.remember): let Redis skip every other message.
-    pattern = "*" + re.sub(r"([*?\[\]\\])", r"\\\1", f'"msg_id": {json.dumps(msg_id, ensure_ascii=False)}') + "*"
+    # Members are JSON (app.registry.remember): Redis skips those without the quoted id anywhere.
+    pattern = "*" + re.sub(r"([*?\[\]\\])", r"\\\1", json.dumps(msg_id, ensure_ascii=False)) + "*"
     for key in dict.fromkeys([_recent_key(customer_id), _recent_key(None)]):
         for member, _score in r.zscan_iter(key, match=pattern, count=1000):
             event = InboundEvent.from_dict(json.loads(member))

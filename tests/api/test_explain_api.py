@@ -290,6 +290,7 @@ def test_unknown_task_or_msg_id_is_404(client):
     task_id = receive(client, scr(customer))
     say(customer, "好的", msg_id="m-[1]*?\\x")  # glob characters in the id are taken literally
     say(customer, "好的", msg_id="m-11")
+    say("m-1", "好的 m-1", msg_id="m-12")  # the id elsewhere in a remembered message is not that message
     answer = assert_envelope(client.get(f"/api/task/{task_id}/explain?msg_id=m-1"), 404)
     assert "m-1" in answer["message"]
     found = explained(client.get(f"/api/task/{task_id}/explain", query_string={"msg_id": "m-[1]*?\\x"}))
