@@ -184,3 +184,104 @@ class DispatchTransferSchema(Schema):
     acc_type = fields.String(allow_none=True, validate=validate.Length(max=64))
     image_url = fields.String(allow_none=True, validate=validate.Length(max=2048))
     reason = fields.String(allow_none=True, validate=validate.Length(max=1000))
+
+
+# -- /api/task/{task_id}/explain (issue 11) -----------------------------------------------------------
+
+EXPLAIN_KINDS = ("message", "payment", "order", "custom")
+
+
+def explain_kind(body: dict) -> str:
+    """A posted message's kind: as given, else custom when it names an `event`, else a 轻简 message."""
+    return body.get("kind") or ("custom" if "event" in body else "message")
+
+
+class ExplainQuerySchema(Schema):
+    msg_id = fields.String(validate=validate.Length(min=1, max=128),
+                           metadata={"description": "explain against this recent message only"})
+    limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100),
+                           metadata={"description": "how many recent messages, newest first"})
+
+
+class ExplainEventSchema(Schema):
+    """A message to explain the task against, as if it arrived now: a 轻简 message (`kind` message, the
+    default), a payment or order event, or a custom event as POST /api/event takes it (`kind` custom,
+    the default when `event` is given)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    kind = fields.String(validate=validate.OneOf(EXPLAIN_KINDS))
+    msg_id = fields.String(allow_none=True, validate=validate.Length(max=128))
+    from_id = fields.String(validate=[validate.Length(min=1, max=128), _not_blank])
+    from_name = fields.String(allow_none=True, validate=validate.Length(max=128))
+    acc_id = fields.String(allow_none=True, validate=validate.Length(max=128))
+    msg_type = fields.String(load_default="text", validate=validate.Length(min=1, max=32))
+    content = fields.String(allow_none=True, validate=validate.Length(max=4096))
+    event = fields.String(validate=[validate.Length(min=1, max=128), _not_blank],
+                          metadata={"description": "custom event name"})
+    customer_id = fields.String(allow_none=True, validate=validate.Length(max=128),
+                                metadata={"description": "custom event's customer"})
+    data = fields.Dict(load_default=dict, metadata={"description": "custom event's data"})
+
+    @validates_schema
+    def _fields_for_kind(self, data, **_):
+        kind = explain_kind(data)
+        need = ("event",) if kind == "custom" else ("from_id",)
+        if kind == "message" and data.get("msg_type", "text") == "text":
+            need += ("content",)
+        missing = {name: [f"required for {kind}"] for name in need if data.get(name) is None}
+        if missing:
+            raise ValidationError(missing)
+
+
+class ExplainConditionSchema(Schema):
+    name = fields.String(required=True, metadata={"enum": [
+        "status", "message_type", "shop", "customer_id", "customer_name", "keyword", "lookback",
+        "event_name", "event_data", "deadline", "time"]})
+    verdict = fields.String(required=True, metadata={"enum": ["pass", "fail", "not_applicable"]})
+    expected = fields.Raw(required=True, allow_none=True, metadata={
+        "description": "what the task wants (keywords normalised, with `match`: exact or contains; "
+                       "lookback: lookback_seconds; times ISO 8601)"})
+    actual = fields.Raw(required=True, allow_none=True, metadata={
+        "description": "what the message has (text normalised; lookback: seconds it came before the task, "
+                       "negative after)"})
+    note = fields.String(required=True, metadata={"description": "the comparison in words"})
+
+
+class ExplainMessageSchema(Schema):
+    kind = fields.String(required=True, metadata={"enum": list(EXPLAIN_KINDS)})
+    msg_id = fields.String(required=True, allow_none=True)
+    acc_id = fields.String(required=True, allow_none=True)
+    from_id = fields.String(required=True, allow_none=True)
+    from_name = fields.String(required=True, allow_none=True)
+    msg_type = fields.String(required=True, metadata={"description": "text, image, …; payment, order, custom"})
+    text = fields.String(required=True, allow_none=True,
+                         metadata={"description": "normalised (NFKC, trimmed, lower case)"})
+    event = fields.String(required=True, allow_none=True)
+    data = fields.Dict(required=True)
+    received_at = fields.String(required=True, metadata={"description": "when it arrived (or: now, for a posted one)"})
+
+
+class ExplainEvaluationSchema(Schema):
+    message = fields.Nested(ExplainMessageSchema, required=True, allow_none=True,
+                            metadata={"description": "null: the task alone, against the clock"})
+    outcome = fields.String(required=True, metadata={"enum": ["fired", "would_fire", "would_not_fire", "waiting"]})
+    conclusion = fields.String(required=True)
+    conditions = fields.List(fields.Nested(ExplainConditionSchema), required=True)
+
+
+class ExplanationSchema(Schema):
+    task_id = fields.String(required=True)
+    status = fields.String(required=True, metadata={"enum": list(states.STATUSES)})
+    trigger_type = fields.String(required=True, metadata={"enum": list(TRIGGER_TYPES)})
+    source = fields.String(required=True, metadata={
+        "enum": ["recent", "msg_id", "body", "task"],
+        "description": "what the task was explained against: recent messages, the msg_id named, the posted "
+                       "message, or nothing but the clock (time_reach, custom_event)"})
+    conclusion = fields.String(required=True, metadata={"description": "one sentence"})
+    evaluations = fields.List(fields.Nested(ExplainEvaluationSchema), required=True)
+
+
+class ExplainEnvelopeSchema(EnvelopeSchema):
+    data = fields.Nested(ExplanationSchema)

@@ -1,5 +1,7 @@
-"""/api/task/*: receive, status, cancel, list, stats, events (CONTRACTS.md §1)."""
+"""/api/task/*: receive, status, cancel, list, stats, events, explain (CONTRACTS.md §1)."""
 from __future__ import annotations
+
+import time
 
 from flask import request
 from flask.views import MethodView
@@ -13,8 +15,16 @@ from app.domain import states
 from app.domain.triggers import TRIGGER_TYPES
 from app.infra.db import session_scope
 from app.models import Task, TaskEvent
-from app.schemas import CancelSchema, EnvelopeSchema, TaskListQuerySchema, TaskReceiveSchema
-from app.services import intake
+from app.schemas import (
+    CancelSchema,
+    EnvelopeSchema,
+    ExplainEnvelopeSchema,
+    ExplainEventSchema,
+    ExplainQuerySchema,
+    TaskListQuerySchema,
+    TaskReceiveSchema,
+)
+from app.services import explain, intake
 from app.state.tasks import TaskNotFound
 from app.views import event_view, task_view
 
@@ -123,3 +133,34 @@ class TaskEvents(MethodView):
             rows = session.scalars(select(TaskEvent).where(TaskEvent.task_id == task_id)
                                    .order_by(TaskEvent.id)).all()
             return envelope(200, "OK", {"task_id": task_id, "events": [event_view(e, zone) for e in rows]})
+
+
+@blp.route("/<string:task_id>/explain")
+class TaskExplain(MethodView):
+    @blp.arguments(ExplainQuerySchema, location="query")
+    @blp.response(200, ExplainEnvelopeSchema)
+    @blp.alt_response(404, schema=EnvelopeSchema, description="unknown task, or no recent message has that msg_id")
+    def get(self, args, task_id):
+        """Why the task fired or did not: each condition against its recent messages (or one msg_id)."""
+        return _explained(task_id, msg_id=args.get("msg_id"), limit=args["limit"])
+
+    @blp.arguments(ExplainEventSchema)
+    @blp.response(200, ExplainEnvelopeSchema)
+    @blp.alt_response(404, schema=EnvelopeSchema, description="unknown task")
+    @blp.alt_response(422, schema=EnvelopeSchema, description="not a message or event")
+    def post(self, args, task_id):
+        """Whether the message or event in the body would fire the task if it arrived now, and why."""
+        try:
+            event = explain.event_from_body(args, received_at=time.time())
+        except ValueError as exc:  # what the listener would refuse
+            return envelope(422, "validation failed", None, {"body": [str(exc)]})
+        return _explained(task_id, event=event)
+
+
+def _explained(task_id: str, **against):
+    try:
+        return envelope(200, "OK", explain.explain_task(task_id, **against))
+    except TaskNotFound:
+        abort(404, message=f"task {task_id} not found")
+    except explain.MessageNotFound as exc:
+        abort(404, message=f"no recent message has msg_id {exc}")

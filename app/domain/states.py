@@ -1,4 +1,4 @@
-"""The task status graph of CONTRACTS.md §1 "Statuses". Pure data; `app.state_machine` applies it."""
+"""The task status graph of CONTRACTS.md §1 "Statuses". Pure data; `app.state.tasks` applies it."""
 from __future__ import annotations
 
 PENDING, WAITING, RUNNING = "pending", "waiting", "running"

@@ -25,6 +25,7 @@ def spec_of(task: Task) -> dict:
         task_id=task.task_id, trigger=task.trigger, customer_id=customer.get("id") or None,
         priority=task.priority, created_at=epoch(task.created_at),
         payment_keywords=settings.payment_keywords, order_keywords=settings.order_keywords,
+        acc_id=task.acc_id,  # the task's own shop only: QINGJIAN_DEFAULT_ACC_ID says where to send from
     )
 
 
