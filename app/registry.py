@@ -50,23 +50,59 @@ return out
 """
 
 
+# Register a task unless the index has an entry for its id. KEYS: spec hash, keyword set, keyword length
+# set, then the task's index sets. ARGV: task id, spec JSON, then per index set 1 if it is a keyword's
+# (with the keyword and its length after it). Returns added, same (an equal entry is there) or other.
+_REGISTER_NEW = """
+local present = redis.call('hget', KEYS[1], ARGV[1])
+if present then
+  if present == ARGV[2] then return 'same' end
+  return 'other'
+end
+redis.call('hset', KEYS[1], ARGV[1], ARGV[2])
+local a = 3
+for i = 4, #KEYS do
+  redis.call('sadd', KEYS[i], ARGV[1])
+  if ARGV[a] == '1' then
+    redis.call('sadd', KEYS[2], ARGV[a + 1])
+    redis.call('sadd', KEYS[3], ARGV[a + 2])
+    a = a + 3
+  else
+    a = a + 1
+  end
+end
+return 'added'
+"""
+
+
 class Registry:
     def __init__(self, client: redis.Redis, keys: Keys):
         self.r = client
         self.keys = keys
         self.spec_key = keys.spec
         self._remember = client.register_script(_REMEMBER)
+        self._register_new = client.register_script(_REGISTER_NEW)
 
     # -- writing ----------------------------------------------------------------------------
     def register(self, spec: dict) -> None:
         pipe = self.r.pipeline(transaction=True)
-        pipe.hset(self.spec_key, spec["id"], json.dumps(spec, ensure_ascii=False))
+        pipe.hset(self.spec_key, spec["id"], _dumps(spec))
         for kind, value in index_keys(spec):
             pipe.sadd(self.keys.index(kind, value), spec["id"])
             if kind == "kw":
                 pipe.sadd(self.keys.keywords, value)
                 pipe.sadd(self.keys.keyword_lengths, len(value))
         pipe.execute()
+
+    def register_new(self, spec: dict) -> str:
+        """`register`, unless the index has an entry for the task's id already: `added`, `same` (an equal
+        entry is there: a request that registered and then died) or `other` (another task's entry)."""
+        keys, args = [self.spec_key, self.keys.keywords, self.keys.keyword_lengths], [spec["id"], _dumps(spec)]
+        for kind, value in index_keys(spec):
+            keys.append(self.keys.index(kind, value))
+            args += ["1", value, len(value)] if kind == "kw" else ["0"]
+        outcome = self._register_new(keys=keys, args=args)
+        return outcome.decode() if isinstance(outcome, bytes) else outcome
 
     def unregister(self, task_id: str, spec: dict | None = None) -> None:
         if spec is None:
@@ -187,3 +223,7 @@ class Registry:
     def recent(self, customer_id: str | None, since: float) -> list[InboundEvent]:
         rows = self.r.zrangebyscore(self.keys.recent(customer_id), since, "+inf")
         return [InboundEvent.from_dict(json.loads(row)) for row in rows]
+
+
+def _dumps(spec: dict) -> str:
+    return json.dumps(spec, ensure_ascii=False)

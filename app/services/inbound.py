@@ -38,7 +38,6 @@ class Arrival:
     """An accepted inbound event as the listener saw it: what matching needs besides the event itself."""
 
     event: InboundEvent
-    msg_type: str | None = None
     content: str | None = None  # as received (stored masked)
     data: dict | None = None  # payment/order details, custom event data
     lane: tuple[str | None, str] | None = None  # the customer's lane (shop account, customer id)
@@ -71,7 +70,7 @@ def _record_one(row: dict) -> int | None:
 def _row(a: Arrival, source: str, now: datetime) -> dict:
     e = a.event
     return {"source": source, "msg_id": e.msg_id, "kind": e.kind, "acc_id": e.acc_id, "from_id": e.from_id,
-            "from_name": e.from_name, "msg_type": a.msg_type, "content": mask(a.content) if a.content else None,
+            "from_name": e.from_name, "msg_type": e.msg_type, "content": mask(a.content) if a.content else None,
             "event": e.event, "data": a.data or (e.data or None),
             "received_at": datetime.fromtimestamp(e.received_at, timezone.utc).replace(tzinfo=None),
             "enqueued_at": now}
@@ -110,7 +109,8 @@ def event_of(row: InboundMessage) -> InboundEvent:
     text = normalize(row.content) if row.kind == "message" and (row.msg_type or "text") == "text" and \
         row.content is not None else None
     return InboundEvent(kind=row.kind, msg_id=row.msg_id, acc_id=row.acc_id, from_id=row.from_id,
-                        from_name=row.from_name, text=text, received_at=epoch(row.received_at), event=row.event,
+                        from_name=row.from_name, text=text, msg_type=row.msg_type,
+                        received_at=epoch(row.received_at), event=row.event,
                         data=(row.data or {}) if row.kind == "custom" else {})
 
 

@@ -107,6 +107,18 @@ def move(
     return Moved(True, swap.previous, event_id)
 
 
+def store_new(session: Session, task: Task, *, listening: bool) -> None:
+    """A new task's row and its first history lines: `received`, and, when it is in the Redis index
+    already (`listening`), `pending -> waiting` in the same transaction."""
+    task.status = states.WAITING if listening else states.PENDING
+    session.add(task)
+    session.flush()  # the id is taken: IntegrityError here, before any history is written
+    record(session, task.task_id, "received", {"created_by": task.created_by}, now=task.created_at)
+    if listening:
+        session.add(TaskEvent(task_id=task.task_id, at=task.created_at, kind="status", from_status=states.PENDING,
+                              to_status=states.WAITING))
+
+
 def move_many(
     session: Session,
     task_ids: list[str],

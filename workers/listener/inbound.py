@@ -39,9 +39,8 @@ class InboundBatch:
         extra = {k: data[k] for k in ("order_id", "amount") if k in data} or None
         lane = (event.acc_id or self.default_acc_id, event.from_id)
         mark = (event.msg_id or uuid.uuid4().hex).replace("|", "_")
-        self.arrivals.append(Arrival(event, msg_type=data.get("msg_type") if kind == "message" else None,
-                                     content=data.get("content") if isinstance(data.get("content"), str) else None,
-                                     data=extra, lane=lane, mark=mark))
+        content = data.get("content") if isinstance(data.get("content"), str) else None
+        self.arrivals.append(Arrival(event, content=content, data=extra, lane=lane, mark=mark))
 
     def __len__(self) -> int:
         return len(self.arrivals)
