@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the 天网 task bridge as systemd services on this host: a service user, the code in --dir
-# with its own virtualenv (the pinned requirements), an environment file, one unit per Procfile line
+# with its own virtualenv (requirements/base.lock.txt), an environment file, one unit per Procfile line
 # (deploy/systemd/render_units.py) and tianwang.target, enabled and started.
 #
 #   sudo deploy/systemd/install.sh [--user tianwang] [--dir /opt/tianwang]
@@ -60,7 +60,9 @@ if [ "$(cd "$APP_DIR" 2>/dev/null && pwd -P)" != "$(cd "$SOURCE" && pwd -P)" ]; 
   else git -C "$SOURCE" archive HEAD | tar -x -C "$APP_DIR"; fi
 fi
 run python3 -m venv "$APP_DIR/.venv"
-run "$APP_DIR/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$APP_DIR/requirements/base.txt"
+# Exactly the locked versions (every distribution pinned), as the Docker image installs them.
+run "$APP_DIR/.venv/bin/pip" install --quiet --disable-pip-version-check --no-deps \
+  -r "$APP_DIR/requirements/base.lock.txt"
 run install -d -o "$SERVICE_USER" -g "$SERVICE_USER" -m 0750 "$APP_DIR/var"
 
 FIRST_SETUP=0

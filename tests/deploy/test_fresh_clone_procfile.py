@@ -88,6 +88,14 @@ def test_every_procfile_line_runs_on_a_fresh_clone_after_release(tmp_path, datab
                            "flower to answer")
         all_up_and(lambda: True)()
         assert set(running) == set(lines) - {"release"}
+        # Docker's healthcheck of each process agrees, and says so when one is not there.
+        for name in running:
+            check = subprocess.run([sys.executable, "docker/healthcheck.py", name], cwd=project, env=env,
+                                   capture_output=True, text=True, timeout=60)
+            assert check.returncode == 0, (name, check.stdout, check.stderr)
+        closed = subprocess.run([sys.executable, "docker/healthcheck.py", "web"], cwd=project, capture_output=True,
+                                text=True, env={**env, "PORT": str(support.free_port())})
+        assert closed.returncode == 1 and "/api/health" in closed.stdout
     finally:
         for proc in running.values():
             if proc.poll() is None:

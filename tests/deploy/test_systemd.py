@@ -108,7 +108,8 @@ def test_the_installer_dry_run_writes_the_units_and_shows_each_host_change(tmp_p
             "--user", "twtest", "--env-file", "/etc/tw-test/tw.env"]
     shown = subprocess.run(args, capture_output=True, text=True, check=True).stdout
     assert "+ useradd --system" in shown and "twtest" in shown
-    assert "+ /opt/tw-test/.venv/bin/pip install" in shown and "-r /opt/tw-test/requirements/base.txt" in shown
+    assert "+ /opt/tw-test/.venv/bin/pip install" in shown and "--no-deps" in shown
+    assert "-r /opt/tw-test/requirements/base.lock.txt" in shown
     assert "+ systemctl enable tianwang.target" in shown
     web = parse(unit_dir / "tianwang-web.service")["Service"]
     assert web["ExecStart"].startswith("/opt/tw-test/.venv/bin/gunicorn ") and web["User"] == "twtest"
