@@ -129,3 +129,12 @@ def test_docker_compose_accepts_the_file_where_the_client_has_compose(tmp_path):
     result = subprocess.run([docker, "compose", "-f", str(ROOT / "docker" / "compose.yaml"), "config", "-q"],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_ci_runs_exactly_readmes_test_command_after_its_setup():
+    script = (ROOT / ".ci" / "run").read_text()
+    commands = [line.strip() for line in script.splitlines() if line.strip() and not line.strip().startswith("#")]
+    assert commands[-1] == "exec python3 manage.py test"
+    assert "`python3 manage.py test`" in (ROOT / "README.md").read_text()
+    assert "pg_ctlcluster --skip-systemctl-redirect" in script  # starts PostgreSQL where none answers
+    assert subprocess.run(["bash", "-n", str(ROOT / ".ci" / "run")]).returncode == 0
