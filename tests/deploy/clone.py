@@ -54,3 +54,16 @@ def system_path() -> str:
     venv_bin = Path(sys.executable).parent.resolve()
     entries = os.environ.get("PATH", "/usr/bin:/bin").split(os.pathsep)
     return os.pathsep.join(p for p in entries if p and Path(p).resolve() != venv_bin)
+
+
+def stop_groups(procs, timeout: float = 20) -> None:
+    """SIGTERM to each process's group (a supervisor's stop), SIGKILL to what outlives `timeout`."""
+    procs = [proc for proc in procs if proc.poll() is None]
+    for proc in procs:
+        os.killpg(proc.pid, signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)

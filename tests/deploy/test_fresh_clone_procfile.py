@@ -7,7 +7,6 @@ the virtualenv's programs on PATH, settings only from the environment, no PYTHON
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ import requests
 
 from scripts import procfile
 from tests import support
-from tests.deploy.clone import fresh_clone, system_path
+from tests.deploy.clone import fresh_clone, stop_groups, system_path
 from tests.fakes.qingjian import FakeQingjian
 
 READY_TIMEOUT = 90  # workers, beat's first tick and the listener's first heartbeat, on a loaded machine
@@ -97,13 +96,5 @@ def test_every_procfile_line_runs_on_a_fresh_clone_after_release(tmp_path, datab
                                 text=True, env={**env, "PORT": str(support.free_port())})
         assert closed.returncode == 1 and "/api/health" in closed.stdout
     finally:
-        for proc in running.values():
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in running.values():
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
+        stop_groups(running.values())
         qingjian.stop()

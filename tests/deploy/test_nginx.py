@@ -26,6 +26,7 @@ import pytest
 
 from scripts import procfile
 from tests import support
+from tests.deploy.clone import stop_groups
 
 ROOT = Path(__file__).resolve().parents[2]
 NGINX_DIR = ROOT / "deploy" / "nginx"
@@ -53,8 +54,7 @@ def web(tmp_path_factory, redis_base):
                        "gunicorn")
     assert proc.poll() is None, log_path.read_text()
     yield port, log_path
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(30)
+    stop_groups([proc], 30)
 
 
 def nginx_binary() -> str:
