@@ -220,3 +220,18 @@ def test_the_whole_sample_with_its_tls_server_passes_nginx_t(tmp_path):
     checked = subprocess.run([binary, "-t", "-p", str(tmp_path), "-c", str(conf), "-e", "stderr"],
                              capture_output=True, text=True)
     assert checked.returncode == 0, checked.stderr
+
+
+def test_gunicorns_access_log_masks_phone_and_id_numbers_like_the_app_log(web):
+    """Straight at gunicorn (no nginx needed): path, query and headers go through app.logs.mask."""
+    port, log = web
+    before = len(log.read_text())
+    _request("127.0.0.1", port, "/api/task/status/13812345678?id=110101199003071234",
+             headers={"X-API-Key": support.API_KEY, "User-Agent": "probe 13912345678"})
+
+    def line():
+        return next((l for l in log.read_text()[before:].splitlines() if "/api/task/status/" in l), None)
+
+    found = support.wait_until(line, 10, 0.1, "the access log line")
+    assert "138****5678" in found and "110101********1234" in found and "139****5678" in found, found
+    assert not any(raw in found for raw in ("13812345678", "110101199003071234", "13912345678")), found
