@@ -24,8 +24,8 @@ import requests
 from tests.deploy.clone import fresh_clone, kill_all, processes_under, system_path
 from tests.support import free_port, wait_until
 
-pytestmark = pytest.mark.slow
 INSTALL_AND_START_TIMEOUT = 900  # a fresh venv: pip installs every pinned requirement (from its cache)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(INSTALL_AND_START_TIMEOUT + 300)]
 STOP_TIMEOUT = 30  # honcho gives each process 5 s after SIGTERM, then SIGKILL; a worker's warm shutdown fits
 DEMO_KEY = "dev-key"  # README's demo uses up's development key
 
