@@ -16,6 +16,10 @@ workers = int(os.environ.get("WEB_CONCURRENCY") or 2)
 worker_class = "gthread"
 threads = int(os.environ.get("WEB_THREADS") or 4)
 graceful_timeout = 30
+# No control socket (gunicorn >= 25 opens one at ~/.gunicorn/gunicorn.ctl by default): every web process
+# on a host would contend for that one path, the filesystem is read-only under systemd and Docker, and
+# supervisors manage the process by signals.
+control_socket_disable = True
 accesslog = "-"
 # Behind nginx (deploy/nginx) REMOTE_ADDR is the real client: the app's ProxyFix rewrites it from
 # X-Forwarded-For (TRUSTED_PROXIES), and the access line is written from the same environ.
