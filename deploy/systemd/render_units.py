@@ -61,7 +61,7 @@ def exec_start(command: str, bindir: Path) -> str:
     return line
 
 
-def unit(name: str, command: str, *, app_dir: Path, user: str, env_file: Path) -> str:
+def unit(name: str, command: str, *, app_dir: Path, user: str, group: str, env_file: Path) -> str:
     release = f"{PREFIX}-{ONESHOT}.service"
     after = "network-online.target postgresql.service redis-server.service"
     if name == ONESHOT:
@@ -76,7 +76,7 @@ def unit(name: str, command: str, *, app_dir: Path, user: str, env_file: Path) -
         f"# after changing the Procfile instead of editing this file.\n"
         f"[Unit]\nDescription=天网 task bridge: {name}\n{needs}After={after}\nWants=network-online.target\n"
         f"PartOf={PREFIX}.target\nStartLimitIntervalSec=0\n\n"
-        f"[Service]\n{service}User={user}\nGroup={user}\nWorkingDirectory={app_dir}\n"
+        f"[Service]\n{service}User={user}\nGroup={group}\nWorkingDirectory={app_dir}\n"
         f"EnvironmentFile={env_file}\n"
         f"Environment=PATH={app_dir}/.venv/bin:/usr/bin:/bin PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1\n"
         f"ExecStart={exec_start(command, app_dir / '.venv' / 'bin')}\n"
@@ -91,8 +91,10 @@ def target(names: list[str]) -> str:
             f"After={services}\n\n[Install]\nWantedBy=multi-user.target\n")
 
 
-def render(app_dir: Path, user: str, env_file: Path, out: Path, source: Path = procfile.PROCFILE) -> list[Path]:
-    for value in (str(app_dir), user, str(env_file)):
+def render(app_dir: Path, user: str, env_file: Path, out: Path, source: Path = procfile.PROCFILE,
+           group: str | None = None) -> list[Path]:
+    group = group or user
+    for value in (str(app_dir), user, group, str(env_file)):
         if not re.fullmatch(r"[\w./@+-]+", value):
             raise ValueError(f"{value!r}: use a path or name without spaces or quotes")
     lines = procfile.read(source)
@@ -102,7 +104,7 @@ def render(app_dir: Path, user: str, env_file: Path, out: Path, source: Path = p
     written = []
     for name, command in lines.items():
         path = out / f"{PREFIX}-{name}.service"
-        path.write_text(unit(name, command, app_dir=app_dir, user=user, env_file=env_file))
+        path.write_text(unit(name, command, app_dir=app_dir, user=user, group=group, env_file=env_file))
         written.append(path)
     path = out / f"{PREFIX}.target"
     path.write_text(target(list(lines)))
@@ -113,13 +115,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dir", required=True, type=Path, help="the project's directory on this host")
     parser.add_argument("--user", required=True, help="the user the processes run as")
+    parser.add_argument("--group", help="their group (default: named like the user)")
     parser.add_argument("--env-file", required=True, type=Path, help="the EnvironmentFile with the settings")
     parser.add_argument("--out", required=True, type=Path, help="where to write the units")
     parser.add_argument("--procfile", type=Path, help="the Procfile to read (default: the one in --dir)")
     args = parser.parse_args(argv)
     app_dir = args.dir.resolve()
     try:
-        written = render(app_dir, args.user, args.env_file, args.out, args.procfile or app_dir / "Procfile")
+        written = render(app_dir, args.user, args.env_file, args.out, args.procfile or app_dir / "Procfile",
+                         args.group)
     except ValueError as exc:
         parser.error(str(exc))
     for path in written:
