@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from packaging.markers import Marker
 
 from celeryconfig import QUEUE_ORDER
 
@@ -109,7 +110,10 @@ def _pins(path: Path) -> dict[str, str]:
         line = line.split("#")[0].strip()
         if not line or line.startswith("-r"):
             continue
-        name, version = line.split("==")
+        line, _, marker = line.partition(";")
+        if marker and not Marker(marker).evaluate():
+            continue  # for another Python than this one
+        name, version = line.strip().split("==")
         pins[re.sub(r"[-_.]+", "-", name.split("[")[0]).lower()] = version
     return pins
 

@@ -74,6 +74,7 @@ fi
 # Exactly the locked versions (every distribution pinned), as the Docker image installs them.
 run "$APP_DIR/.venv/bin/pip" install --quiet --disable-pip-version-check --no-deps \
   -r "$APP_DIR/requirements/base.lock.txt"
+run "$APP_DIR/.venv/bin/pip" check --disable-pip-version-check   # the lock is complete for this Python
 run install -d -o "$SERVICE_USER" -g "$SERVICE_GROUP" -m 0750 "$APP_DIR/var"
 
 FIRST_SETUP=0
