@@ -142,3 +142,15 @@ def test_ci_runs_exactly_readmes_test_command_after_its_setup():
     assert "`python3 manage.py test`" in (ROOT / "README.md").read_text()
     assert "pg_ctlcluster --skip-systemctl-redirect" in script  # starts PostgreSQL where none answers
     assert subprocess.run(["bash", "-n", str(ROOT / ".ci" / "run")]).returncode == 0
+
+
+def test_readme_links_only_to_files_in_the_repository():
+    text = (ROOT / "README.md").read_text()
+    targets = re.findall(r"\]\(([^)#]+)\)", text)
+    assert targets, "no links found: the pattern is wrong"
+    for target in targets:
+        if target.startswith(("http://", "https://")):
+            continue
+        assert not target.startswith(".."), f"{target}: outside the repository"
+        assert (ROOT / target).exists(), f"{target}: no such file"
+    assert "../shared" not in text
