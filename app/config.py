@@ -55,6 +55,8 @@ class Settings:
     # How long a worker's claim on a running task lasts before beat re-drives it.
     action_lease_seconds: float = 30.0
     redis_prefix: str = "tw:"
+    # How many reverse proxies (nginx, a load balancer) stand in front of web and set X-Forwarded-*.
+    trusted_proxies: int = 0
 
     @classmethod
     def from_env(cls, env: dict | None = None, **overrides) -> "Settings":
@@ -86,6 +88,7 @@ class Settings:
             tuhui_timeout=_float(env, "TUHUI_TIMEOUT", 10.0),
             action_lease_seconds=_float(env, "ACTION_LEASE_SECONDS", 30.0),
             redis_prefix=env.get("REDIS_PREFIX") or "tw:",
+            trusted_proxies=int(env.get("TRUSTED_PROXIES") or 0),
         )
         values.update(overrides)
         known = {f.name for f in fields(cls)}
