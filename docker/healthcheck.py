@@ -10,7 +10,13 @@ from __future__ import annotations
 import os
 import socket
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project: run as a script from anywhere
+
 import urllib.request
+
+from app.infra.keys import Keys  # noqa: E402  (names the heartbeat keys, as the processes do)
 
 HEARTBEAT_TTL = 15  # app/infra/heartbeat.py: a heartbeat key lives this long unless refreshed
 
@@ -35,8 +41,6 @@ def worker_answers() -> str | None:
 
 def heartbeat_fresh(name: str) -> str | None:
     import redis
-
-    from app.infra.keys import Keys
 
     keys = Keys(os.environ.get("REDIS_PREFIX") or "tw:")
     client = redis.Redis.from_url(os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0", socket_timeout=3)
