@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 VAR = ROOT / "var"
 PY = VENV / "bin" / "python"
-REQUIREMENTS = {"up": "requirements/base.txt", "test": "requirements/test.txt"}
+REQUIREMENTS = {"up": "requirements/up.txt", "test": "requirements/test.txt"}
 
 
 def ensure_venv(which: str) -> None:

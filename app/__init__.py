@@ -52,4 +52,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(docs)
     app.add_url_rule("/api/docs", endpoint="docs_root", view_func=app.view_functions["swagger_ui.show"])
     app.add_url_rule("/metrics", endpoint="metrics", view_func=metrics_view)
+    if settings.trusted_proxies:
+        # The client address, scheme and host the proxies saw, taken from the rightmost
+        # `trusted_proxies` X-Forwarded-* entries only: what a client wrote itself is never trusted.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     return app

@@ -57,6 +57,8 @@ class Settings:
     # How long inbound messages are kept in SQL (the console, explain, re-driven matching read them).
     message_retention_days: float = 7.0
     redis_prefix: str = "tw:"
+    # How many reverse proxies (nginx, a load balancer) stand in front of web and set X-Forwarded-*.
+    trusted_proxies: int = 0
 
     @classmethod
     def from_env(cls, env: dict | None = None, **overrides) -> "Settings":
@@ -89,6 +91,7 @@ class Settings:
             action_lease_seconds=_float(env, "ACTION_LEASE_SECONDS", 30.0),
             message_retention_days=_float(env, "MESSAGE_RETENTION_DAYS", 7.0),
             redis_prefix=env.get("REDIS_PREFIX") or "tw:",
+            trusted_proxies=int(env.get("TRUSTED_PROXIES") or 0),
         )
         values.update(overrides)
         known = {f.name for f in fields(cls)}
