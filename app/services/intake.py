@@ -181,11 +181,12 @@ def _new_task(data: dict, body: dict, digest: str, settings) -> Task:
     )
 
 
-def cancel(task_id: str, reason: str | None) -> str:
-    """Cancel a pending or waiting task; raises TaskNotFound, or Conflict with the current status."""
+def cancel(task_id: str, reason: str | None, actor: str = "api") -> str:
+    """Cancel a pending or waiting task (`actor`: who asked: "api" for 天网, an operator's name for the
+    console); raises TaskNotFound, or Conflict with the current status."""
     with session_scope() as session:
         moved = task_states.move(
-            session, task_id, states.CANCELLED, error=None, detail={"reason": reason},
+            session, task_id, states.CANCELLED, error=None, detail={"reason": reason, "by": actor},
             values={"error_message": f"cancelled: {reason}" if reason else "cancelled"},
         )
     if not moved.won:
