@@ -4,12 +4,12 @@ from kombu import Exchange, Queue
 from beat_schedule import BEAT_SCHEDULE
 
 # Queues in the order a worker should drain them: beat's sweeps first (short, and timers must not
-# wait behind a backlog of actions), then actions by priority, matching, callbacks, dispatches.
-QUEUE_ORDER = ("maintenance", "actions.urgent", "actions.high", "actions.normal", "actions.low", "match",
-               "callbacks", "dispatch")
+# wait behind a backlog), then actions under way (finish what has started), matching, callbacks,
+# dispatches. Priority among the tasks one message fires is their order in the customer's lane.
+QUEUE_ORDER = ("maintenance", "actions", "match", "callbacks", "dispatch")
 
 # One direct exchange; each queue is bound to it under its own name, so a message routed to
-# "actions.high" is published to exchange "tianwang" with routing key "actions.high" and lands in
+# "actions" is published to exchange "tianwang" with routing key "actions" and lands in
 # that queue only (kombu's implicit default would make one exchange per queue, named after it).
 EXCHANGE = Exchange("tianwang", type="direct")
 task_queues = [Queue(name, EXCHANGE, routing_key=name) for name in QUEUE_ORDER]
@@ -21,7 +21,8 @@ include = ["workers.tasks.messages", "workers.tasks.actions", "workers.tasks.cal
            "workers.tasks.maintenance", "workers.tasks.dispatch"]
 task_routes = {
     "messages.*": {"queue": "match"},
-    "tasks.*": {"queue": "actions.normal"},
+    "actions.*": {"queue": "actions"},
+    "tasks.*": {"queue": "actions"},
     "callbacks.*": {"queue": "callbacks"},
     "dispatch.*": {"queue": "dispatch"},
     "maintenance.*": {"queue": "maintenance"},

@@ -149,6 +149,10 @@ class CancelSchema(Schema):
     reason = fields.String(allow_none=True, validate=validate.Length(max=1000))
 
 
+class RetrySchema(CancelSchema):
+    """POST /api/task/retry: the same two fields as a cancel."""
+
+
 class TaskListQuerySchema(Schema):
     customer_id = fields.String()
     status = fields.String(validate=validate.OneOf(states.STATUSES))

@@ -39,9 +39,8 @@ def test_compose_parses_and_runs_the_procfile_commands():
 def test_the_worker_drains_queues_in_priority_order():
     worker = shlex.split(procfile(ROOT / "Procfile")["worker"])
     assert worker[worker.index("-Q") + 1].split(",") == list(QUEUE_ORDER)
-    actions = [q for q in QUEUE_ORDER if q.startswith("actions.")]
-    assert actions == ["actions.urgent", "actions.high", "actions.normal", "actions.low"]
     assert QUEUE_ORDER[0] == "maintenance"  # timers are never stuck behind a backlog of actions
+    assert QUEUE_ORDER.index("actions") < QUEUE_ORDER.index("match")  # what has started finishes first
 
 
 def test_the_local_run_command_starts_the_same_processes(monkeypatch):

@@ -21,10 +21,11 @@ from app.schemas import (
     ExplainEnvelopeSchema,
     ExplainEventSchema,
     ExplainQuerySchema,
+    RetrySchema,
     TaskListQuerySchema,
     TaskReceiveSchema,
 )
-from app.services import explain, intake
+from app.services import explain, intake, operator
 from app.state.tasks import TaskNotFound
 from app.views import event_view, task_view
 
@@ -54,7 +55,8 @@ class TaskReceive(MethodView):
             return envelope(422, "validation failed", None, exc.errors)
         except intake.Conflict as exc:
             return envelope(409, str(exc), {"task_id": body.get("task_id"), "status": exc.status})
-        return envelope(200, "任务接收成功", {"task_id": received.task_id, "status": received.status})
+        message = "任务已重新下发：取消后再次接收，重新开始监听" if received.rearmed else "任务接收成功"
+        return envelope(200, message, {"task_id": received.task_id, "status": received.status})
 
 
 @blp.route("/status/<string:task_id>")
@@ -82,6 +84,22 @@ class TaskCancel(MethodView):
         except intake.Conflict as exc:
             return envelope(409, str(exc), {"task_id": args["task_id"], "status": exc.status})
         return envelope(200, "任务已取消", {"task_id": args["task_id"], "status": status})
+
+
+@blp.route("/retry")
+class TaskRetry(MethodView):
+    @blp.arguments(RetrySchema)
+    @blp.response(200, EnvelopeSchema)
+    @blp.alt_response(409, schema=EnvelopeSchema, description="the task is neither failed nor timed out")
+    def post(self, args):
+        """Retry a failed task (its action runs again) or a timed-out one (it waits again)."""
+        try:
+            status = operator.retry(args["task_id"], args.get("reason"), actor="api")
+        except TaskNotFound:
+            abort(404, message=f"task {args['task_id']} not found")
+        except operator.NotRetryable as exc:
+            return envelope(409, str(exc), {"task_id": args["task_id"], "status": exc.status})
+        return envelope(200, "任务已重试", {"task_id": args["task_id"], "status": status})
 
 
 @blp.route("/list")

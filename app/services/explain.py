@@ -1,71 +1,55 @@
 """Why a task fired or did not (`/api/task/{task_id}/explain`): the task from SQL, the messages it is
 explained against, the answer's shape. The reasoning itself is app.domain.explain.
 
-Recent messages are read through `recent_messages` and `message_by_id` only, so that their source can
-be swapped: today it is the listener's last hour in Redis (`recent:*`, app.registry); an SQL table of
-inbound messages kept for days is meant to replace it.
+Messages come from the inbound messages the listener recorded in SQL (kept MESSAGE_RETENTION_DAYS), read
+through `recent_messages` and `message_by_id` only. Their content is stored masked (phone and ID
+numbers), so a keyword made of such digits is explained against the masked text.
 """
 from __future__ import annotations
 
-import json
-import re
 import time
 from datetime import datetime, timezone
+
+from sqlalchemy import select
 
 from app import runtime
 from app.domain import explain as reasoning
 from app.domain.triggers import MESSAGE_TRIGGERS, InboundEvent
 from app.infra.db import session_scope
 from app.infra.timeutil import epoch, iso
-from app.models import Task
-from app.registry import RECENT_SECONDS
+from app.models import InboundMessage, Task
 from app.schemas import explain_kind
-from app.services import registration
+from app.services import inbound, registration
 from app.state.tasks import TaskNotFound
 
 RECENT_LIMIT = 20  # messages an explanation looks at, newest first
-_PAGE, _SCAN_LIMIT = 200, 2000  # how far back a shop's messages are looked for among everybody's
 
 
 class MessageNotFound(LookupError):
     """No recent message has that msg_id."""
 
 
-# -- where recent messages come from (swap these two for the SQL table) ------------------------------
-
-def _recent_key(customer_id: str | None) -> str:
-    return runtime.current().keys.recent(customer_id)
-
+# -- where recent messages come from: the inbound messages in SQL (app.services.inbound) -------------
 
 def recent_messages(customer_id: str | None, acc_id: str | None, limit: int = RECENT_LIMIT) -> list[InboundEvent]:
     """The newest `limit` messages of `customer_id` (None: of anyone) on shop `acc_id` (None: any),
-    newest first."""
-    r = runtime.current().redis
-    key, since, found = _recent_key(customer_id), time.time() - RECENT_SECONDS, []
-    for start in range(0, _SCAN_LIMIT, _PAGE):
-        rows = r.zrevrangebyscore(key, "+inf", since, start=start, num=_PAGE)
-        for row in rows:
-            event = InboundEvent.from_dict(json.loads(row))
-            if acc_id is None or event.acc_id == acc_id:
-                found.append(event)
-                if len(found) >= limit:
-                    return found
-        if len(rows) < _PAGE:
-            break
-    return found
+    newest first, within the retention of MESSAGE_RETENTION_DAYS."""
+    query = select(InboundMessage).order_by(InboundMessage.received_at.desc(), InboundMessage.id.desc()).limit(limit)
+    if customer_id:
+        query = query.where(InboundMessage.from_id == customer_id)
+    if acc_id:
+        query = query.where(InboundMessage.acc_id == acc_id)
+    with session_scope() as session:
+        return [inbound.event_of(row) for row in session.scalars(query)]
 
 
 def message_by_id(msg_id: str, customer_id: str | None = None) -> InboundEvent | None:
-    """The recent message with that msg_id, looked for among the customer's first (a short list)."""
-    r = runtime.current().redis
-    # Members are JSON (app.registry.remember): Redis skips those without the quoted id anywhere.
-    pattern = "*" + re.sub(r"([*?\[\]\\])", r"\\\1", json.dumps(msg_id, ensure_ascii=False)) + "*"
-    for key in dict.fromkeys([_recent_key(customer_id), _recent_key(None)]):
-        for member, _score in r.zscan_iter(key, match=pattern, count=1000):
-            event = InboundEvent.from_dict(json.loads(member))
-            if event.msg_id == msg_id:
-                return event
-    return None
+    """The recorded message with that msg_id (the customer's, when several 轻简 used the same id)."""
+    query = select(InboundMessage).where(InboundMessage.msg_id == msg_id).order_by(InboundMessage.id.desc())
+    with session_scope() as session:
+        rows = session.scalars(query.limit(10)).all()
+    row = next((r for r in rows if customer_id is None or r.from_id == customer_id), rows[0] if rows else None)
+    return inbound.event_of(row) if row is not None else None
 
 
 # -- the explanation -----------------------------------------------------------------------------

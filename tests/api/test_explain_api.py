@@ -17,7 +17,7 @@ from app.domain.triggers import InboundEvent
 from app.infra.db import session_scope
 from app.models import Task
 from app.schemas import ExplanationSchema
-from app.services import firing, maintenance
+from app.services import firing, inbound, maintenance
 from tests.api.helpers import assert_envelope, parse_iso, reply_body, task_body
 from tests.conftest import uid
 
@@ -29,12 +29,13 @@ def receive(client, body) -> str:
 
 def say(customer: str, content: str, *, msg_id: str | None = None, from_name="小明", acc_id="shop_001",
         msg_type="text", ago: float = 0.0, remember: bool = True) -> InboundEvent:
-    """A customer message as the listener receives it, remembered for lookback (and explain)."""
+    """A customer message as the listener receives it: remembered for lookback, recorded for explain."""
     event = InboundEvent.from_wire("message", {
         "msg_id": msg_id or uid("m"), "acc_id": acc_id, "from_id": customer, "from_name": from_name,
         "msg_type": msg_type, "content": content}, received_at=time.time() - ago)
     if remember:
-        assert runtime.current().registry.remember(event)
+        assert runtime.current().registry.remember_many([(event, None, None, "")]) == [True]
+        assert inbound.record([inbound.Arrival(event, content=content)], "test-qingjian") != [None]
     return event
 
 
@@ -174,7 +175,7 @@ def test_a_task_fired_by_a_message_the_listener_passed_on(client):
     customer = uid("c")
     task_id = receive(client, scr(customer))
     message = say(customer, "好的呀")
-    assert firing.process_event(message) == [task_id]
+    assert firing.process_batch([{"event": message.as_dict()}]) == [task_id]
     data = explained(client.get(f"/api/task/{task_id}/explain"))
     assert data["evaluations"][0]["outcome"] == "fired" and data["conclusion"].startswith("did fire at ")
 

@@ -45,8 +45,9 @@ def test_every_queue_is_bound_to_the_named_exchange_under_its_own_name():
     for queue in app.amqp.queues.values():
         assert (queue.exchange.name, queue.exchange.type, queue.routing_key) == ("tianwang", "direct", queue.name)
     assert tuple(app.amqp.queues) == QUEUE_ORDER
-    routed = {"messages.match": "match", "tasks.run_action": "actions.normal", "callbacks.flush": "callbacks",
-              "dispatch.advance": "dispatch", "maintenance.tick": "maintenance"}
+    routed = {"messages.match": "match", "actions.advance": "actions", "actions.resume": "actions",
+              "tasks.run_action": "actions", "callbacks.flush": "callbacks", "dispatch.advance": "dispatch",
+              "maintenance.tick": "maintenance"}
     for task, queue in routed.items():
         route = app.amqp.router.route({}, task)
         assert (route["queue"].name, route["queue"].exchange.name, route["queue"].routing_key) == (queue, "tianwang",
