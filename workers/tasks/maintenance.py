@@ -9,6 +9,8 @@ from app.services import maintenance, registration
 
 log = logging.getLogger(__name__)
 FULL_RECONCILE_EVERY = 300.0  # seconds; drift triggers one sooner
+# Beat's sweeps (these and dispatch.sweep) send no task events (Celery's per-task `send_events`):
+# twice a second they would bury every action in Flower's task list. Other tasks still send them.
 
 
 def _exclusive(name: str, ttl_ms: int) -> bool:
@@ -17,7 +19,7 @@ def _exclusive(name: str, ttl_ms: int) -> bool:
     return bool(rt.redis.set(f"{rt.settings.redis_prefix}lock:{name}", "1", nx=True, px=ttl_ms))
 
 
-@shared_task(name="maintenance.tick", ignore_result=True)
+@shared_task(name="maintenance.tick", ignore_result=True, send_events=False)
 def tick() -> dict | None:
     """Due timers, deadlines, lapsed action leases, due callbacks (every half second)."""
     rt = runtime.current()
@@ -38,7 +40,7 @@ def tick() -> dict | None:
         alone.release()
 
 
-@shared_task(name="maintenance.upkeep", ignore_result=True)
+@shared_task(name="maintenance.upkeep", ignore_result=True, send_events=False)
 def upkeep() -> dict | None:
     """The Redis index reconciled with SQL."""
     if not _exclusive("upkeep", 4000):
