@@ -13,7 +13,7 @@ from app.db import session_scope
 from app.domain import states
 from app.domain.triggers import TRIGGER_TYPES
 from app.models import Task, TaskEvent
-from app.schemas import CancelSchema, EnvelopeSchema, TaskListQuerySchema, TaskReceiveSchema
+from app.schemas import CancelSchema, EnvelopeSchema, TaskListQuerySchema, TaskReceiveSchema, loosen_task_body
 from app.services import intake
 from app.state_machine import TaskNotFound
 from app.views import event_view, task_view
@@ -30,7 +30,7 @@ class TaskReceive(MethodView):
     @blp.alt_response(422, schema=EnvelopeSchema, description="validation failed")
     def post(self):
         """Receive a task from 天网 (idempotent by task_id)."""
-        body = request.get_json()
+        body = loosen_task_body(request.get_json())  # stored, hashed and matched in the contract's types
         try:
             data = RECEIVE_SCHEMA.load(body)
         except ValidationError as exc:
