@@ -112,7 +112,9 @@ def test_every_kind_of_row_is_imported_or_refused_with_its_reason(app, rdb, lega
     # Times: the legacy wall clock read in Shanghai; the deadline is created_at + timeout_hours.
     file = stored["L_FILE"]
     assert file.expires_at - file.created_at == timedelta(hours=48)
-    assert abs(file.created_at - datetime.now(ZoneInfo("UTC")).replace(tzinfo=None)) < timedelta(minutes=5)
+    written = next(r for r, _ in ROWS if r["task_id"] == "L_FILE")["created_at"]
+    assert file.created_at == datetime.fromisoformat(written).replace(tzinfo=SHANGHAI).astimezone(
+        ZoneInfo("UTC")).replace(tzinfo=None)
     # The one waiting past its deadline became a timeout through the state machine: 天网 is told.
     with session_scope() as session:
         outbox = [(o.task_id, o.status) for o in session.scalars(select(CallbackOutbox))]
