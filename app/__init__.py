@@ -40,6 +40,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         OPENAPI_JSON_PATH="openapi.json",
         CELERY={"broker_url": settings.celery_broker_url, "result_backend": settings.celery_result_backend},
     )
+    # Readable Chinese in every JSON answer (no \uXXXX escapes), and say the encoding.
+    app.json.ensure_ascii = False
+    app.json.mimetype = "application/json; charset=utf-8"
     celery_init_app(app)
     task_states.set_callback_hook(callbacks.wake)
     init_guard(app, settings)

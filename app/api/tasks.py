@@ -24,6 +24,7 @@ from app.schemas import (
     RetrySchema,
     TaskListQuerySchema,
     TaskReceiveSchema,
+    loosen_task_body,
 )
 from app.services import explain, intake, operator
 from app.state.tasks import TaskNotFound
@@ -41,7 +42,7 @@ class TaskReceive(MethodView):
     @blp.alt_response(422, schema=EnvelopeSchema, description="validation failed")
     def post(self):
         """Receive a task from 天网 (idempotent by task_id)."""
-        body = request.get_json()
+        body = loosen_task_body(request.get_json())  # stored, hashed and matched in the contract's types
         try:
             data = RECEIVE_SCHEMA.load(body)
         except ValidationError as exc:

@@ -12,9 +12,10 @@ from sqlalchemy.exc import IntegrityError
 
 from app import runtime
 from app.domain import states
+from app.domain.times import parse_wire_time, to_utc_naive
 from app.domain.triggers import SPECIFIED_CUSTOMER_REPLY, TIME_REACH
 from app.infra.db import session_scope
-from app.infra.timeutil import parse_wire_time, to_utc_naive, utcnow
+from app.infra.timeutil import utcnow
 from app.models import Task
 from app.services import firing, registration
 from app.state import tasks as task_states

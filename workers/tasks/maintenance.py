@@ -10,6 +10,8 @@ from app.services import inbound, maintenance, registration
 
 log = logging.getLogger(__name__)
 FULL_RECONCILE_EVERY = 300.0  # seconds; drift triggers one sooner
+# Beat's sweeps (these and dispatch.sweep) send no task events (Celery's per-task `send_events`):
+# twice a second they would bury every action in Flower's task list. Other tasks still send them.
 
 
 def _exclusive(name: str, ttl_ms: int) -> bool:
@@ -18,7 +20,7 @@ def _exclusive(name: str, ttl_ms: int) -> bool:
     return first_in_period(rt.redis, rt.keys.lock(name), ttl_ms)
 
 
-@shared_task(name="maintenance.tick", ignore_result=True)
+@shared_task(name="maintenance.tick", ignore_result=True, send_events=False)
 def tick() -> dict | None:
     """Due timers, deadlines, lapsed action leases, due callbacks (every half second)."""
     rt = runtime.current()
@@ -39,7 +41,7 @@ def tick() -> dict | None:
         alone.release()
 
 
-@shared_task(name="maintenance.upkeep", ignore_result=True)
+@shared_task(name="maintenance.upkeep", ignore_result=True, send_events=False)
 def upkeep() -> dict | None:
     """The Redis index reconciled with SQL; lost matches handed over again; old inbound messages purged."""
     if not _exclusive("upkeep", 4000):
