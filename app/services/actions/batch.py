@@ -114,9 +114,19 @@ class Batch:
     # -- writing it ----------------------------------------------------------------------------
     def commit(self) -> Won:
         won, winners = Won(), []
+        completed = [p for p in self.plans.values()
+                     if p.kind == "finish" and p.status == states.COMPLETED and p.token is not None]
         with session_scope() as session:
+            if completed:  # the common end: one CAS statement for the batch
+                done = set(task_states.move_many(
+                    session, [p.task.task_id for p in completed], states.RUNNING, states.COMPLETED,
+                    owners={p.task.task_id: p.token for p in completed},
+                    per_task={p.task.task_id: {"progress": p.progress, "result": self._result(p)} for p in completed},
+                    history={p.task.task_id: p.history for p in completed}, now=self.now))
+                winners += [p for p in completed if p.task.task_id in done]
+            batched = {id(p) for p in completed}
             for p in self.plans.values():
-                if self._write(session, p):
+                if id(p) not in batched and self._write(session, p):
                     winners.append(p)
         for p in winners:
             self._effects(p, won)
