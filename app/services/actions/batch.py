@@ -114,6 +114,10 @@ class Batch:
     # -- writing it ----------------------------------------------------------------------------
     def commit(self) -> Won:
         won, winners = Won(), []
+        if not any(self._writes(p) for p in self.plans.values()):  # e.g. first sends right after a claim
+            for p in self.plans.values():
+                self._effects(p, won)
+            return won
         completed = [p for p in self.plans.values()
                      if p.kind == "finish" and p.status == states.COMPLETED and p.token is not None]
         with session_scope() as session:
@@ -131,6 +135,11 @@ class Batch:
         for p in winners:
             self._effects(p, won)
         return won
+
+    @staticmethod
+    def _writes(p: _Plan) -> bool:
+        """Whether carrying `p` out writes to SQL (hand-overs, lane moves and fresh first sends do not)."""
+        return p.kind in ("finish", "retry") or (p.kind == "send" and not (p.fresh and not p.history))
 
     def _write(self, session, p: _Plan) -> bool:
         task_id = p.task.task_id
