@@ -3,6 +3,7 @@ names stay as they are on the wire), times in APP_TIMEZONE, and one readable lin
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
@@ -39,6 +40,11 @@ DETAIL_LABELS = {"by": "操作人", "reason": "原因", "error": "错误", "step
                  "attempt": "尝试", "attempts": "尝试次数", "event_id": "event_id", "outcome": "结果",
                  "status": "回调状态", "was": "原投递状态", "triggered_by": "触发来源", "created_by": "创建人",
                  "retry": "人工重试", "rearmed": "重新下发", "dispatch_id": "dispatch_id"}
+_ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?([+-]\d{2}:\d{2}|Z)$")
+# The task's fields in the order an operator reads them (the rest of the stored body follows).
+FIELD_ORDER = ("task_id", "status", "type", "customer", "customer_id", "acc_id", "trigger", "action", "priority",
+               "created_by", "created_at", "expires_at", "due_at", "triggered_at", "triggered_by", "completed_at",
+               "retry_count", "max_retry", "timeout_hours", "error_message", "result", "updated_at")
 # What an operator's move is called in the timeline.
 OPERATOR_MOVES = (("retry", "人工重试"), ("rearmed", "重新下发"))
 
@@ -76,7 +82,7 @@ def as_json(value) -> str:
     if value is None:
         return "—"
     if isinstance(value, str):
-        return value
+        return wire_time(value) if _ISO_TIME.match(value) else value
     return json.dumps(value, ensure_ascii=False, sort_keys=True, indent=None, separators=(", ", ": "))
 
 
@@ -84,6 +90,10 @@ def detail_value(value) -> str:
     if isinstance(value, bool):
         return "是" if value else "否"
     return as_json(value)
+
+
+def ordered_fields(view: dict) -> list[tuple[str, object]]:
+    return [(k, view[k]) for k in FIELD_ORDER if k in view] + [(k, v) for k, v in view.items() if k not in FIELD_ORDER]
 
 
 def timeline_entry(event, zone: str) -> dict:

@@ -11,7 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app import health, readings, stats
 from app.console.blueprint import bp
-from app.console.display import timeline_entry
+from app.console.display import ordered_fields, timeline_entry
 from app.domain import dispatch as dispatch_domain
 from app.domain import states
 from app.domain.triggers import TRIGGER_TYPES
@@ -112,7 +112,7 @@ def task(task_id):
         explain_error = f"无法解释（{type(exc).__name__}）"
     status = detail.task.status
     return render_template(
-        "console/task.html", detail=detail, task=detail.task, fields=task_view(detail.task, _zone()),
+        "console/task.html", detail=detail, task=detail.task, fields=ordered_fields(task_view(detail.task, _zone())),
         timeline=[timeline_entry(e, _zone()) for e in detail.events], explanation=explanation,
         explain_error=explain_error, msg_id=msg_id, can_cancel=status in CANCELLABLE,
         can_retry=status in RETRYABLE, refresh=status in (states.PENDING, states.RUNNING))
