@@ -5,11 +5,9 @@ from __future__ import annotations
 import re
 
 import pytest
-import redis
 
 from app import create_app
 from app.console import users
-from devkit import processes, stores
 from tests.conftest import make_settings
 
 SECRET = "console-test-secret-3c9e51b7a2"
@@ -29,20 +27,16 @@ def console_settings(db_url: str, redis_url: str, users_line: str, **overrides):
 
 
 @pytest.fixture
-def console_app(db_url, redis_base, console_users_line):
-    redis_url = f"{redis_base}/8"
-    stores.truncate(db_url)
-    redis.Redis.from_url(redis_url).flushdb()
-    application = create_app(console_settings(db_url, redis_url, console_users_line))
+def console_app(app, db_url, redis_base, console_users_line):
+    """The suite's `app` (its stores emptied), made again with the console on."""
+    application = create_app(console_settings(db_url, f"{redis_base}/8", console_users_line))
     application.config["TESTING"] = True
     return application
 
 
 @pytest.fixture
-def api(console_app):
-    """The JSON API, with the key (to make tasks the console then shows)."""
-    client = console_app.test_client()
-    client.environ_base["HTTP_X_API_KEY"] = processes.API_KEY
+def api(client, console_app):
+    """The JSON API with the key (the suite's `client`, on the same stores), to make what the console shows."""
     return client
 
 

@@ -104,7 +104,9 @@ def test_sign_out_is_a_post_with_the_token(operator):
     assert operator.get("/console/").status_code == 302
 
 
-def test_the_json_api_needs_no_csrf_token_and_gets_no_cookie(console_app, api):
+def test_the_json_api_needs_no_csrf_token_and_gets_no_cookie(console_app):
+    api = console_app.test_client()  # the API of the app whose console is on
+    api.environ_base["HTTP_X_API_KEY"] = processes.API_KEY
     answer = api.post("/api/task/receive", json={
         "task_id": "T_api", "type": "t", "trigger": {"type": "customer_reply", "keyword": "好"},
         "action": {"type": "send_message", "message": "m"}})
