@@ -86,14 +86,26 @@ def as_json(value) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True, indent=None, separators=(", ", ": "))
 
 
-def detail_value(value) -> str:
+def detail_value(key: str, value) -> str:
     if isinstance(value, bool):
         return "是" if value else "否"
+    if key == "triggered_by" and isinstance(value, dict):
+        return fired_by(value)
     return as_json(value)
 
 
-def ordered_fields(view: dict) -> list[tuple[str, object]]:
-    return [(k, view[k]) for k in FIELD_ORDER if k in view] + [(k, v) for k, v in view.items() if k not in FIELD_ORDER]
+def fired_by(by: dict) -> str:
+    """What fired a task (its triggered_by), in a few words."""
+    if by.get("kind") == "time":
+        return "到达定时时间"
+    if by.get("kind") == "custom":
+        return f"自定义事件 {by.get('event')}" + (f"（客户 {by['customer_id']}）" if by.get("customer_id") else "")
+    kind = {"message": "消息", "payment": "付款事件", "order": "下单事件"}.get(by.get("kind"), "消息")
+    text = f"{kind} {by.get('msg_id') or ''}".strip()
+    who = " ".join(str(v) for v in (by.get("customer_name"), by.get("customer_id")) if v)
+    if who:
+        text += f"（{who}" + (f"，店铺 {by['acc_id']}" if by.get("acc_id") else "") + "）"
+    return text
 
 
 def timeline_entry(event, zone: str) -> dict:
@@ -117,7 +129,7 @@ def timeline_entry(event, zone: str) -> dict:
         tone = "bad"
     by = detail.pop("by", None)
     return {"at": when(event.at, zone), "kind": event.kind, "title": title, "tone": tone, "by": by,
-            "details": [(DETAIL_LABELS.get(k, k), detail_value(v)) for k, v in detail.items() if v is not None]}
+            "details": [(DETAIL_LABELS.get(k, k), detail_value(k, v)) for k, v in detail.items() if v is not None]}
 
 
 def register_filters(blueprint) -> None:

@@ -23,11 +23,17 @@ from app.views import task_view
 log = logging.getLogger(__name__)
 CANCELLABLE = (states.PENDING, states.WAITING)
 RETRYABLE = (states.FAILED, states.TIMEOUT)
+MAX_PAGE = 100_000  # past any real list, and within what an OFFSET holds
 TASK_FILTERS = ("q", "customer_id", "status", "type", "trigger_type", "created_from", "created_to")
 
 
 def _zone() -> str:
     return current_app.config["SETTINGS"].app_timezone
+
+
+def _page() -> int:
+    raw = request.args.get("page", "1")
+    return min(max(int(raw), 1), MAX_PAGE) if raw.isdigit() else 1
 
 
 def _read(section: str, fn, *args):
@@ -64,9 +70,7 @@ def tasks():
     if args["q"] and queries.task_exists(args["q"]):
         return redirect(url_for("console.task", task_id=args["q"]))
     wanted, errors = _task_filter(args)
-    page = request.args.get("page", "1")
-    page = int(page) if page.isdigit() and int(page) >= 1 else 1
-    found = None if errors else queries.find_tasks(wanted, page)
+    found = None if errors else queries.find_tasks(wanted, _page())
     return render_template("console/tasks.html", args=args, errors=errors, found=found,
                            statuses=states.STATUSES, trigger_types=TRIGGER_TYPES,
                            query={k: v for k, v in args.items() if v})
@@ -135,10 +139,8 @@ def customer(customer_id):
 def dispatches():
     status = request.args.get("status", "").strip()
     customer_id = request.args.get("customer_id", "").strip()
-    page = request.args.get("page", "1")
-    page = int(page) if page.isdigit() and int(page) >= 1 else 1
     errors = [f"没有这个状态：{status}"] if status and status not in dispatch_domain.STATUSES else []
-    found = None if errors else queries.find_dispatches(status or None, customer_id or None, page)
+    found = None if errors else queries.find_dispatches(status or None, customer_id or None, _page())
     return render_template("console/dispatches.html", found=found, errors=errors, statuses=dispatch_domain.STATUSES,
                            args={"status": status, "customer_id": customer_id},
                            query={k: v for k, v in (("status", status), ("customer_id", customer_id)) if v})

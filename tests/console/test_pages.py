@@ -88,6 +88,8 @@ def test_the_task_list_is_paged(viewer, api):
     assert "共 53 个任务" in first and "第 1 / 2 页" in first and first.count('data-label="任务 ID"') == 50
     second = text(viewer.get("/console/tasks", query_string={"page": 2}))
     assert second.count('data-label="任务 ID"') == 3 and "‹ 上一页" in second
+    for odd in ("0", "-1", "abc", "9" * 30):  # no error page: the first page, or an empty one past the end
+        assert viewer.get("/console/tasks", query_string={"page": odd}).status_code == 200
 
 
 def test_a_task_that_did_not_fire_says_why_with_each_condition(viewer, api):
