@@ -108,6 +108,10 @@ def fired_by(by: dict) -> str:
     return text
 
 
+def ordered_fields(view: dict) -> list[tuple[str, object]]:
+    return [(k, view[k]) for k in FIELD_ORDER if k in view] + [(k, v) for k, v in view.items() if k not in FIELD_ORDER]
+
+
 def timeline_entry(event, zone: str) -> dict:
     """One history row as the timeline shows it: a title, who did it, and every detail, labelled."""
     detail = dict(event.detail or {})
