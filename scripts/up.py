@@ -144,11 +144,11 @@ def demo_defaults(env: dict) -> list[tuple[str, str]]:
     if not env.get("WECOM_WEBHOOK_URL"):
         env["WECOM_WEBHOOK_URL"] = f"http://127.0.0.1:{ports['wecom']}/cgi-bin/webhook/send?key=demo"
         fakes.append(("fake_wecom", f"{py} -m devkit.fakes.wecom --port {ports['wecom']}"))
+    console_defaults(env)
     if not env.get("TIANWANG_API_KEYS") and env.get("TIANWANG_AUTH", "").lower() != "off":
         env["TIANWANG_API_KEYS"] = DEV_API_KEY
         env["UP_DEV_KEY"] = "1"
     env.setdefault("QINGJIAN_DEFAULT_ACC_ID", "shop_001")
-    console_defaults(env)
     # One machine: web on loopback only, and fewer worker processes than a server's default.
     env.setdefault("WEB_HOST", "127.0.0.1")
     env.setdefault("WORKER_CONCURRENCY", "2")
