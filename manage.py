@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""The commands of README: `python3 manage.py up` (the whole system), `python3 manage.py test`, and
-`python3 manage.py import-legacy PATH/tasks.db [--dry-run]` (the cut-over from the legacy bridge).
+"""The commands of README: `python3 manage.py up` (the whole system), `python3 manage.py test`,
+`python3 manage.py import-legacy PATH/tasks.db [--dry-run]` (the cut-over from the legacy bridge), and
+`python3 manage.py console-user NAME --role operator|viewer` (a console user's CONSOLE_USERS entry).
 
 Needs nothing but Python 3.11+: it makes `.venv`, installs the pinned requirements when they change,
 and re-runs itself inside it. `up` migrates the database, uses the machine's Redis or starts one from
@@ -21,7 +22,7 @@ VENV = ROOT / ".venv"
 VAR = ROOT / "var"
 PY = VENV / "bin" / "python"
 REQUIREMENTS = {"up": "requirements/up.txt", "test": "requirements/test.txt",
-                "import-legacy": "requirements/base.txt"}
+                "import-legacy": "requirements/base.txt", "console-user": "requirements/base.txt"}
 
 
 def ensure_venv(which: str) -> None:
@@ -43,7 +44,8 @@ def ensure_venv(which: str) -> None:
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in REQUIREMENTS:
         print(__doc__)
-        print("usage: python3 manage.py up | test [pytest args] | import-legacy PATH/tasks.db [--dry-run]")
+        print("usage: python3 manage.py up | test [pytest args] | import-legacy PATH/tasks.db [--dry-run]"
+              " | console-user NAME [--role operator|viewer]")
         return 2
     which, rest = argv[0], argv[1:]
     if Path(sys.prefix).resolve() != VENV.resolve():
@@ -57,6 +59,10 @@ def main(argv: list[str]) -> int:
         from scripts.import_legacy import main as import_legacy
 
         return import_legacy(rest, caller_dir)
+    if which == "console-user":
+        from scripts.console_user import main as console_user
+
+        return console_user(rest)
     from scripts.up import run_system
 
     return run_system()

@@ -17,6 +17,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app import runtime
     from app.api import dispatch, system, tasks
     from app.api.guard import init_guard
+    from app.console import init_console
     from app.extensions import api, celery_init_app
     from app.metrics import metrics_view
     from app.services import callbacks
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(docs)
     app.add_url_rule("/api/docs", endpoint="docs_root", view_func=app.view_functions["swagger_ui.show"])
     app.add_url_rule("/metrics", endpoint="metrics", view_func=metrics_view)
+    init_console(app, settings)
     if settings.trusted_proxies:
         # The client address, scheme and host the proxies saw, taken from the rightmost
         # `trusted_proxies` X-Forwarded-* entries only: what a client wrote itself is never trusted.

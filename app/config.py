@@ -23,6 +23,18 @@ def _float(env, name, default):
     return float(raw) if raw not in (None, "") else default
 
 
+def _flag(value: str | None, default: bool) -> bool:
+    """on/off, true/false, yes/no, 1/0; unset or empty: `default`."""
+    text = (value or "").strip().lower()
+    if not text:
+        return default
+    if text in ("1", "on", "true", "yes"):
+        return True
+    if text in ("0", "off", "false", "no"):
+        return False
+    raise ValueError(f"not an on/off value: {value!r}")
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str
@@ -59,6 +71,12 @@ class Settings:
     redis_prefix: str = "tw:"
     # How many reverse proxies (nginx, a load balancer) stand in front of web and set X-Forwarded-*.
     trusted_proxies: int = 0
+    # The operator console (/console): off without a secret; users "name:role:hash,..." (app.console.users).
+    console_secret_key: str | None = field(default=None, repr=False)
+    console_users: str = field(default="", repr=False)
+    console_session_hours: float = 12.0
+    console_cookie_secure: bool = True  # the session cookie only over HTTPS (off for plain-HTTP development)
+    console_login_max_failures: int = 5  # per user name (an address: 4x) within 15 minutes, then refused
 
     @classmethod
     def from_env(cls, env: dict | None = None, **overrides) -> "Settings":
@@ -92,6 +110,11 @@ class Settings:
             message_retention_days=_float(env, "MESSAGE_RETENTION_DAYS", 7.0),
             redis_prefix=env.get("REDIS_PREFIX") or "tw:",
             trusted_proxies=int(env.get("TRUSTED_PROXIES") or 0),
+            console_secret_key=env.get("CONSOLE_SECRET_KEY") or None,
+            console_users=env.get("CONSOLE_USERS") or "",
+            console_session_hours=_float(env, "CONSOLE_SESSION_HOURS", 12.0),
+            console_cookie_secure=_flag(env.get("CONSOLE_COOKIE_SECURE"), True),
+            console_login_max_failures=int(env.get("CONSOLE_LOGIN_MAX_FAILURES") or 5),
         )
         values.update(overrides)
         known = {f.name for f in fields(cls)}

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from celery import Celery, Task
 from flask import Flask
+from flask_login import LoginManager
+from flask_wtf.csrf import CSRFProtect
 
 from app.api.errors import EnvelopeApi
 from app.schemas import LooseNumber, LooseText
@@ -11,6 +13,9 @@ api = EnvelopeApi()
 # Documented by their metadata's anyOf (text or a whole number; a number or a numeric string), not as one type.
 api.register_field(LooseText, None, None)
 api.register_field(LooseNumber, None, None)
+# The console's sign-in sessions and its CSRF tokens (app.console turns them on, for /console only).
+login_manager = LoginManager()
+csrf = CSRFProtect()
 
 
 def celery_init_app(app: Flask) -> Celery:

@@ -15,14 +15,13 @@ from redis import RedisError
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from app import health, runtime, stats
-from app.domain import dispatch as dispatch_domain
+from app import health, readings, runtime, stats
 from app.domain import states
 from app.domain.triggers import TIME_REACH
 from app.infra import heartbeat
 from app.infra.db import session_scope
 from app.infra.timeutil import utcnow
-from app.models import CallbackOutbox, Dispatch, Task
+from app.models import Task
 
 log = logging.getLogger(__name__)
 LISTENER_COUNTERS = ("received", "duplicates", "malformed", "unknown", "reconnects", "sends")
@@ -52,14 +51,13 @@ class BridgeCollector:
         yield up
 
     def _tasks(self):
-        with session_scope() as session:
-            counts = dict(session.execute(select(Task.status, func.count()).group_by(Task.status)).all())
+        counts = readings.task_counts()
         received = CounterMetricFamily("tianwang_tasks_received", "Tasks received from 天网")
         received.add_metric([], sum(counts.values()))
         yield received
         by_status = GaugeMetricFamily("tianwang_tasks", "Tasks by status", labels=["status"])
-        for status in states.STATUSES:
-            by_status.add_metric([status], counts.get(status, 0))
+        for status, count in counts.items():
+            by_status.add_metric([status], count)
         yield by_status
 
     def _timers(self):
@@ -93,12 +91,8 @@ class BridgeCollector:
     def _queues(self):
         from celeryconfig import QUEUE_ORDER
 
-        client = runtime.current().redis
         depth = GaugeMetricFamily("tianwang_queue_depth", "Messages waiting in each Celery queue", labels=["queue"])
-        pipe = client.pipeline(transaction=False)
-        for queue in QUEUE_ORDER:
-            pipe.llen(queue)
-        for queue, length in zip(QUEUE_ORDER, pipe.execute()):
+        for queue, length in readings.queue_depths(QUEUE_ORDER).items():
             depth.add_metric([queue], length)
         yield depth
         lag = GaugeMetricFamily("tianwang_queue_lag_seconds",
@@ -138,17 +132,13 @@ class BridgeCollector:
         yield sends
 
     def _callbacks(self):
-        with session_scope() as session:
-            by_state = dict(session.execute(
-                select(CallbackOutbox.state, func.count()).group_by(CallbackOutbox.state)).all())
-            attempts = session.scalar(select(func.coalesce(func.sum(CallbackOutbox.attempts), 0)))
-            oldest = session.scalar(select(func.min(CallbackOutbox.created_at)).where(CallbackOutbox.state == "pending"))
+        backlog = readings.callback_backlog()
         rows = GaugeMetricFamily("tianwang_callbacks", "Callback outbox rows by state", labels=["state"])
-        for state in ("pending", "delivered", "failed", "unsent"):
-            rows.add_metric([state], by_state.get(state, 0))
+        for state, count in backlog.by_state.items():
+            rows.add_metric([state], count)
         yield rows
         total = CounterMetricFamily("tianwang_callback_attempts", "Callback delivery attempts")
-        total.add_metric([], attempts or 0)
+        total.add_metric([], backlog.attempts)
         yield total
         failures = CounterMetricFamily("tianwang_callback_failures", "Failed callback attempts", labels=["kind"])
         raw = stats.read("callbacks")
@@ -157,15 +147,14 @@ class BridgeCollector:
         yield failures
         age = GaugeMetricFamily("tianwang_callback_oldest_undelivered_age_seconds",
                                 "Age of the oldest callback not yet delivered (0 when none)")
-        age.add_metric([], (utcnow() - oldest).total_seconds() if oldest else 0.0)
+        oldest = backlog.oldest
+        age.add_metric([], (utcnow() - oldest.created_at).total_seconds() if oldest else 0.0)
         yield age
 
     def _dispatches(self):
-        with session_scope() as session:
-            counts = dict(session.execute(select(Dispatch.status, func.count()).group_by(Dispatch.status)).all())
         outcomes = GaugeMetricFamily("tianwang_dispatches", "Dispatches to designers by status", labels=["status"])
-        for status in dispatch_domain.STATUSES:
-            outcomes.add_metric([status], counts.get(status, 0))
+        for status, count in readings.dispatch_counts().items():
+            outcomes.add_metric([status], count)
         yield outcomes
 
 

@@ -3,6 +3,7 @@ to this process: a supervisor or `kill -INT` sends it here, not to the terminal'
 from __future__ import annotations
 
 import os
+import secrets
 import shlex
 import signal
 import socket
@@ -27,6 +28,7 @@ FAKE_OFFSETS = {"qingjian": 0, "qingjian_control": 1, "tianwang": 2, "tuhui": 3,
 DEFAULT_FAKE_PORT_BASE = 9528
 DEV_API_KEY = "dev-key"
 DEV_TUHUI_KEY = "dev-tuhui-key"
+DEV_CONSOLE_USER, DEV_CONSOLE_PASSWORD = "dev", "dev-console"  # README's development login
 
 
 def _redis(url: str):
@@ -142,6 +144,7 @@ def demo_defaults(env: dict) -> list[tuple[str, str]]:
     if not env.get("WECOM_WEBHOOK_URL"):
         env["WECOM_WEBHOOK_URL"] = f"http://127.0.0.1:{ports['wecom']}/cgi-bin/webhook/send?key=demo"
         fakes.append(("fake_wecom", f"{py} -m devkit.fakes.wecom --port {ports['wecom']}"))
+    console_defaults(env)
     if not env.get("TIANWANG_API_KEYS") and env.get("TIANWANG_AUTH", "").lower() != "off":
         env["TIANWANG_API_KEYS"] = DEV_API_KEY
         env["UP_DEV_KEY"] = "1"
@@ -149,6 +152,31 @@ def demo_defaults(env: dict) -> list[tuple[str, str]]:
     # One machine: web on loopback only.
     env.setdefault("WEB_HOST", "127.0.0.1")
     return fakes
+
+
+def console_defaults(env: dict) -> None:
+    """The console on in development: a secret for this run (sessions end with it) and README's
+    development operator when CONSOLE_USERS is not set; plain HTTP on loopback, so no Secure cookie."""
+    if not env.get("CONSOLE_SECRET_KEY"):
+        env["CONSOLE_SECRET_KEY"] = secrets.token_urlsafe(32)
+        env["UP_DEV_CONSOLE_SECRET"] = "1"
+    if not env.get("CONSOLE_USERS"):
+        from app.console.users import OPERATOR, entry
+
+        env["CONSOLE_USERS"] = entry(DEV_CONSOLE_USER, OPERATOR, DEV_CONSOLE_PASSWORD)
+        env["UP_DEV_CONSOLE_USER"] = "1"
+    env.setdefault("CONSOLE_COOKIE_SECURE", "off")
+
+
+def console_line(env: dict, port: str) -> str:
+    if not env.get("CONSOLE_SECRET_KEY"):
+        note = "off: CONSOLE_SECRET_KEY is not set"
+    else:
+        note = (f"sign in as `{DEV_CONSOLE_USER}`, README's development login, as CONSOLE_USERS is not set"
+                if env.get("UP_DEV_CONSOLE_USER") else "sign in as one of CONSOLE_USERS")
+        if env.get("UP_DEV_CONSOLE_SECRET"):
+            note += "; CONSOLE_SECRET_KEY made for this run, so sign-ins end with it"
+    return f"  console  http://127.0.0.1:{port}/console   ({note})"
 
 
 def procfile(env: dict, fakes: list[tuple[str, str]]) -> str:
@@ -172,6 +200,7 @@ def banner(env: dict) -> str:
         "天网 task bridge is starting:",
         f"  API      http://127.0.0.1:{port}/api   ({key})",
         f"  docs     http://127.0.0.1:{port}/api/docs",
+        console_line(env, port),
         f"  metrics  http://127.0.0.1:{port}/metrics",
         f"  flower   http://127.0.0.1:{env.get('FLOWER_PORT', '5555')}",
         f"  database {env['DATABASE_URL']}",

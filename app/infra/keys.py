@@ -17,6 +17,7 @@ All of them start with REDIS_PREFIX (default `tw:`), so several deployments can 
   lock:<name>           str   locks (listener leadership per 轻简 URL, beat's sweeps)
   stats:<name>          hash  counters shared by every process (app.stats)
   callbacks:flush-queued str  a callback flush is queued (commits in a burst share it)
+  console:fails:<kind>:<v> str  failed console sign-ins of a user name or a client address (15 min)
 """
 from __future__ import annotations
 
@@ -65,3 +66,6 @@ class Keys:
 
     def stats(self, name: str) -> str:
         return f"{self.prefix}stats:{name}"
+
+    def login_failures(self, kind: str, value: str) -> str:
+        return f"{self.prefix}console:fails:{kind}:{value}"
