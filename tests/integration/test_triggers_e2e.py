@@ -43,13 +43,17 @@ def received(live, customer: str) -> list[tuple[str, str]]:
     return [(s["action"], s["req_id"]) for s in live.qingjian.sent_to(customer)]
 
 
-def wait_remembered(live, customer: str, msg_id: str) -> None:
-    """Until the listener has received (and remembered, for lookback) the customer's message."""
-    live.use()
-    rt = runtime.current()
-    key = f"{rt.settings.redis_prefix}recent:{customer}"
-    wait_until(lambda: any(msg_id in m.decode() for m in rt.redis.zrange(key, 0, -1)), 10,
-               message=f"listener to receive {msg_id}")
+def said_and_matched(live, customer: str, text: str, decoy_trigger: dict) -> tuple[str, str]:
+    """The customer says `text` and its match job finishes, before the test posts its task.
+
+    The proof the job ran: a decoy task waiting for `text` fires on it (the job looked its candidates up
+    when it claimed the decoy). A task posted after that can only be fired by this message through the
+    catch-up at registration, which is what lookback_seconds exists for. Returns (msg_id, decoy id).
+    """
+    decoy = post(live, decoy_trigger)
+    msg_id = live.qingjian.say(customer, text)
+    assert fired_by(live, decoy)["msg_id"] == msg_id
+    return msg_id, decoy
 
 
 # -- triggers -----------------------------------------------------------------------------------
@@ -189,19 +193,18 @@ def test_custom_event_with_nobody_to_send_to_fails_clearly(live):
 
 def test_lookback_covers_a_message_said_before_the_task(live):
     customer = uid("c")
-    early = live.qingjian.say(customer, "好的")
-    wait_remembered(live, customer, early)
+    early, decoy = said_and_matched(live, customer, "好的", {"type": "specified_customer_reply",
+                                                            "customer_id": customer, "keyword": "好的"})
     task_id = post(live, {"type": "customer_reply", "keyword": "好的", "lookback_seconds": 60},
                    customer=customer)
     assert fired_by(live, task_id)["msg_id"] == early
-    assert received(live, customer) == [("send_text", f"{task_id}:0:0")]
+    assert received(live, customer) == [("send_text", f"{decoy}:0:0"), ("send_text", f"{task_id}:0:0")]
 
 
 def test_lookback_any_customer_trigger(live):
     customer = uid("c")
     keyword = uid("kw")
-    early = live.qingjian.say(customer, f"{keyword}!")
-    wait_remembered(live, customer, early)
+    early, _ = said_and_matched(live, customer, f"{keyword}!", {"type": "customer_keyword", "keywords": [keyword]})
     task_id = post(live, {"type": "customer_keyword", "keywords": [keyword], "lookback_seconds": 30})
     by = fired_by(live, task_id)
     assert by["msg_id"] == early and by["customer_id"] == customer
@@ -209,11 +212,11 @@ def test_lookback_any_customer_trigger(live):
 
 def test_without_lookback_an_earlier_message_does_not_fire(live):
     customer = uid("c")
-    early = live.qingjian.say(customer, "好的")
-    wait_remembered(live, customer, early)
+    said_and_matched(live, customer, "好的", {"type": "specified_customer_reply", "customer_id": customer,
+                                             "keyword": "好的"})
     task_id = post(live, {"type": "customer_reply", "keyword": "好的", "lookback_seconds": 0},
                    customer=customer)
-    assert live.status(task_id)["status"] == "waiting"
+    assert live.status(task_id)["status"] == "waiting"  # registration's catch-up ran inside the post
     later = live.qingjian.say(customer, "好的")
     assert fired_by(live, task_id)["msg_id"] == later
 
