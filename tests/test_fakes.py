@@ -304,7 +304,7 @@ def test_tianwang_drops_and_redirects_on_request():
         assert [(p["status"], p["dropped"]) for p in tw.posts(event_id="e-1")] == [(None, True), (200, False)]
         assert tw.posted_after_success() == {}  # the repeat followed an attempt that got no answer
 
-        tw.answer_with(307, times=1, location=tw.base_url + "/moved")
+        tw.redirect(tw.base_url + "/moved", 307, times=1)
         moved = requests.post(tw.url, data=callback_body(event_id="e-2"), allow_redirects=False, timeout=3)
         assert moved.status_code == 307 and moved.headers["Location"] == tw.base_url + "/moved"
         assert "e-2" not in tw.events

@@ -274,9 +274,12 @@ class FakeQingjian(SendRecord):
             self._deliver_answer(ws, entry, frame)
 
     def _deliver_answer(self, ws: ServerConnection, entry: dict[str, Any], frame: dict[str, Any]) -> None:
-        reached = self._send_text(ws, json.dumps(frame, ensure_ascii=False))
+        with self._cond:  # recorded first: the client may act on the answer before send() returns here
+            entry["answer"] = "sent"
+        if not self._send_text(ws, json.dumps(frame, ensure_ascii=False)):
+            with self._cond:
+                entry["answer"] = "lost"
         with self._cond:
-            entry["answer"] = "sent" if reached else "lost"
             self._cond.notify_all()
 
     @staticmethod

@@ -3,8 +3,9 @@
 Records every POST (`received`: its event_id, body, headers, the answer it gave, or that it hung or
 dropped the connection), so a repeated event_id is visible; dedupes by `event_id` into `events` (as
 the real 天网 does: delivery is at least once); checks the HMAC signature when a secret is set; and
-can be told to fail, redirect, hang, drop the connection or go down, so the bridge's retry path can
-be exercised.
+can be told to fail (`answer_with`), redirect (`redirect(url, 301)`, which the bridge must not follow),
+hang (`hang(s)`: a slow 天网), drop the connection (`drop_next`) or go down, so the bridge's retry path
+can be exercised.
 
     python -m devkit.fakes.tianwang --port 9530 [--secret S]
 """
@@ -70,21 +71,24 @@ class FakeTianwang(FakeHTTPServer):
         self.bad_signatures = 0
         self.contract_violations: list[tuple[str, list[str]]] = []  # (event_id, problems)
         self._status = Countdown()
-        self._location: str | None = None
         self._hang = Countdown()
         self._drop = Countdown()
+        self._redirect = Countdown()  # (status, Location)
 
     @property
     def url(self) -> str:
         return self.base_url + CALLBACK_PATH
 
     # -- controls --------------------------------------------------------------------------
-    def answer_with(self, status: int, times: int | None = None, location: str | None = None) -> None:
-        """Answer the next `times` callbacks (None: all) with `status`, e.g. 500, 429, 400; a 3xx
-        with `location` as its Location header."""
+    def answer_with(self, status: int, times: int | None = None) -> None:
+        """Answer the next `times` callbacks (None: all) with `status`, e.g. 500, 429, 400."""
         with self._cond:
             self._status.set(status, times)
-            self._location = location
+
+    def redirect(self, location: str, status: int = 301, times: int | None = None) -> None:
+        """Answer the next `times` callbacks (None: all) with `status` (3xx) and `Location: location`."""
+        with self._cond:
+            self._redirect.set((status, location), times)
 
     def hang(self, seconds: float, times: int | None = None) -> None:
         """Sleep `seconds` before answering the next `times` callbacks (None: all; 0 = stop)."""
@@ -101,7 +105,7 @@ class FakeTianwang(FakeHTTPServer):
             self._status.set(None, 0)
             self._hang.set(None, 0)
             self._drop.set(None, 0)
-            self._location = None
+            self._redirect.set(None, 0)
 
     # -- queries ---------------------------------------------------------------------------
     def statuses(self, task_id: str) -> list[str]:
@@ -154,7 +158,7 @@ class FakeTianwang(FakeHTTPServer):
         with self._cond:
             self.received.append(entry)  # at once: a post still hanging is visible too
             hang, forced, drop = self._hang.take(), self._status.take(), self._drop.take()
-            location = self._location
+            redirect = self._redirect.take()
             entry["hung"] = hang or 0.0
         if hang:
             self.sleep(hang)
@@ -164,6 +168,12 @@ class FakeTianwang(FakeHTTPServer):
                 self._cond.notify_all()
             emit(self.label, f"{_summary(body)} (event {str(event_id)[:8]}…) connection DROPPED, no answer")
             raise DropConnection()
+        if redirect:
+            with self._cond:
+                entry["status"], location = redirect
+                self._cond.notify_all()
+            emit(self.label, f"{_summary(body)} answered {entry['status']}, Location: {location}")
+            return entry["status"], {"moved": location}, {"Location": location}
         status, answer = self._decide(request, body, error, forced)
         duplicate = False
         with self._cond:
@@ -179,8 +189,7 @@ class FakeTianwang(FakeHTTPServer):
                         self.contract_violations.append((event_id, entry["problems"]))
             self._cond.notify_all()
         self._print(body, event_id, status, entry["problems"], duplicate)
-        headers = {"Location": location} if location and 300 <= status < 400 else {}
-        return status, answer, headers
+        return status, answer, {}
 
     def _decide(self, request: Request, body: Any, error: str | None,
                 forced: int | None) -> tuple[int, Any]:

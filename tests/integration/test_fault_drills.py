@@ -13,7 +13,6 @@ from app import runtime
 from devkit.stores import wait_until
 from tests.conftest import uid
 from tests.drill_checks import check_drill
-from workers.listener import LOCK_TTL_MS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -151,9 +150,10 @@ def test_two_listeners_one_connects_and_the_standby_takes_over(isolated):
     leader = active_listener(system)
     leader.kill9()
     wait_until(lambda: q.client_count == 0, 5, message="the dead leader's connection to close")
-    # The standby takes the lock once the dead leader's lapses (LOCK_TTL_MS) and it next polls (every
-    # second). How fast is bench.scale_out's to measure; here a generous bound of three times that.
-    takeover = 3 * (LOCK_TTL_MS / 1000 + 1)
+    # The standby takes the lock once the dead leader's lapses (5 s, workers/listener.py LOCK_TTL_MS) and
+    # it next polls (every second): README's "within 5-6 s". How fast is bench.scale_out's to measure;
+    # here a bound three times that, for a loaded machine.
+    takeover = 3 * (5 + 1)
     wait_until(lambda: q.client_count == 1, takeover, message=f"the standby to connect within {takeover:g} s")
     assert active_listener(system) is not leader
     task_id = post(system, customer, {"type": "send_message", "message": "又在了"})
