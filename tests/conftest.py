@@ -1,5 +1,6 @@
-"""Shared fixtures. Redis DB numbers keep the suites apart: 8 API tests, 9 the shared live system,
-10-15 systems a single test builds for itself (kill drills)."""
+"""Shared fixtures. Redis DB numbers keep the suites apart: 6 the Redis hand-off tests, 7 the database
+outage drill, 8 API tests, 9 the shared live system, 10-15 systems a single test builds for itself
+(kill drills)."""
 from __future__ import annotations
 
 import uuid

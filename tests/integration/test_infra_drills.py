@@ -16,7 +16,7 @@ from app.models import CallbackOutbox, Task, TaskEvent
 from devkit import processes, stores
 from devkit.stores import wait_until
 from tests.conftest import start_live, uid
-from tests.drill_checks import check_drill
+from tests.drill_checks import check_drill, no_callback_lost
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -83,10 +83,11 @@ def test_redis_restarted_empty_loses_nothing_and_repeats_nothing(tmp_path):
         ids = [live.post_task(**reply_task(c))["task_id"] for c in customers]
         qingjian.say(customers[0], "好的")
         live.wait_status(ids[0], "completed")
+        no_callback_lost(live, ids[:1])  # no callback in flight when the workers lose Redis (and may die)
 
         redis_proc.kill()
         redis_proc.wait(10)
-        time.sleep(2)
+        time.sleep(2)  # Redis stays away two seconds
         redis_proc, _ = stores.start_embedded_redis(port)  # same address, nothing in it
         fresh = redis.Redis.from_url(f"{redis_url}/0")
 

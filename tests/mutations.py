@@ -1,0 +1,224 @@
+"""Mutation checks: would the suite notice if one of the product's promises broke?
+
+Each mutation names a file, an exact snippet in it, what replaces the snippet, and the tests that must
+fail once it is applied. The runner applies one mutation at a time in the working tree, runs its tests
+in one pytest process, puts the file back, and reports which tests killed it (failed) and whether it
+survived (all passed). A snippet that is not in its file exactly once is an error, so a list gone stale
+after a change to the code is noticed at once; fix the snippet (keep it small) and run it again.
+
+    .venv/bin/python -m tests.mutations                # every mutation (~15 min on 2 cores)
+    .venv/bin/python -m tests.mutations --list         # what there is
+    .venv/bin/python -m tests.mutations send-once cas  # only these (by name)
+    .venv/bin/python -m tests.mutations --no-baseline  # skip the unmutated run of the same tests first
+
+A mutation marked `pending` waits for code that is not in this tree yet: it is reported as pending when
+its snippet is absent, and run like any other once it is there (then drop the mark). The file being
+mutated is copied to `<file>.mutation-backup` first; a backup left behind by a run that was killed is
+put back (and said so) before anything else happens. See tests/README.md.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BACKUP_SUFFIX = ".mutation-backup"
+LOG_DIR = ROOT / "var" / "mutations"
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    promise: str  # what breaks when the mutation is applied
+    file: str  # relative to the project root
+    old: str  # exactly once in the file
+    new: str
+    tests: tuple[str, ...]  # pytest node ids that must fail
+    pending: str = ""  # why the snippet may be absent (code not merged yet); empty when it must be there
+
+
+MUTATIONS = (
+    Mutation(
+        "send-once", "the send hand-off no longer queues a req_id once",
+        "app/clients/qingjian.py",
+        "if earlier then return earlier end\n", "\n",
+        ("tests/integration/test_redis_handoffs.py::test_a_req_id_is_queued_once",
+         "tests/integration/test_redis_handoffs.py::test_a_resumed_run_waits_for_the_earlier_send_instead_of_queueing_it_again",
+         "tests/integration/test_fault_drills.py::test_worker_killed_while_its_send_is_unanswered")),
+    Mutation(
+        "retry-resends", "a retry re-sends a step 轻简 acknowledged (it forgets the task's progress)",
+        "app/services/actions.py",
+        "self.progress = dict(task.progress or {})", "self.progress = {}",
+        ("tests/integration/test_retries.py::test_two_refusals_then_success_completes_without_resending_the_acknowledged_text",
+         "tests/integration/test_retries.py::test_a_refused_file_after_a_delivered_text_fails_without_sending_the_text_again")),
+    Mutation(
+        "cas", "the compare-and-set of a status without its status condition",
+        "app/state/cas.py",
+        "update(model).where(column == key, model.status == expected, *where)",
+        "update(model).where(column == key, *where)",
+        ("tests/api/test_concurrency.py::test_twenty_threads_claim_one_task_exactly_one_wins",
+         "tests/api/test_concurrency.py::test_claims_racing_a_cancel_have_exactly_one_winner",
+         "tests/integration/test_triggers_e2e.py::test_a_task_fires_at_most_once")),
+    Mutation(
+        "msg-dedup", "a msg_id seen before is let through again (de-duplication removed)",
+        "app/registry.py",
+        "redis.call('set', KEYS[1], 1, 'NX', 'EX', ARGV[1]) then return 0 end",
+        "redis.call('set', KEYS[1], 1, 'NX', 'EX', ARGV[1]) then end",
+        ("tests/integration/test_redis_handoffs.py::test_a_msg_id_is_let_through_once_and_remembered_once",
+         "tests/integration/test_triggers_e2e.py::test_same_message_delivered_twice_fires_once")),
+    Mutation(
+        "catch-up-lookback", "registration's catch-up ignores lookback_seconds",
+        "app/services/firing.py",
+        'since = spec["ts"] - spec.get("lb", 0.0)', 'since = spec["ts"]',
+        ("tests/integration/test_triggers_e2e.py::test_lookback_covers_a_message_said_before_the_task",
+         "tests/integration/test_triggers_e2e.py::test_lookback_any_customer_trigger")),
+    Mutation(
+        "settle-owner", "a callback flush settles rows another flush has claimed since",
+        "app/services/callbacks.py",
+        'CallbackOutbox.state == "pending", CallbackOutbox.next_attempt_at == claim.token)',
+        'CallbackOutbox.state == "pending")',
+        ("tests/api/test_callback_delivery.py::test_a_lapsed_claim_taken_by_another_flush_is_settled_by_that_flush_only",
+         "tests/api/test_callback_delivery.py::test_a_settled_row_is_not_settled_again_by_a_late_owner"),
+        pending="owned callback claims come with the firsthour branch (issue 10); until it is merged "
+                "_settle writes by event_id alone, which is this mutation"),
+    Mutation(
+        "hmac", "the X-Tianwang-Signature header is not sent",
+        "app/clients/tianwang.py",
+        'headers["X-Tianwang-Signature"] = sign(raw, secret)', "pass",
+        ("tests/test_tianwang_client.py::test_the_body_event_id_and_signature_go_on_the_wire",
+         "tests/integration/test_spine.py::test_customer_reply_sends_the_file_and_calls_back")),
+)
+
+
+class StaleMutation(Exception):
+    """A snippet that is not in its file exactly once: the list needs updating."""
+
+
+def restore_leftovers() -> None:
+    """Put back any file a killed run left mutated."""
+    for mutation in MUTATIONS:
+        path = ROOT / mutation.file
+        backup = path.with_name(path.name + BACKUP_SUFFIX)
+        if backup.exists():
+            shutil.move(backup, path)
+            print(f"!! restored {mutation.file} from a backup a killed run left behind", flush=True)
+
+
+def applicable(mutation: Mutation) -> bool:
+    """True if the snippet is there exactly once; False for a pending mutation whose code is absent."""
+    found = (ROOT / mutation.file).read_text(encoding="utf-8").count(mutation.old)
+    if found == 1:
+        return True
+    if found == 0 and mutation.pending:
+        return False
+    raise StaleMutation(f"{mutation.name}: the snippet {mutation.old!r} is in {mutation.file} {found} times "
+                        "(it must be there exactly once): update tests/mutations.py")
+
+
+def run_tests(tests: tuple[str, ...], label: str) -> dict[str, str]:
+    """{node id: passed | failed | error | skipped} of one pytest run of `tests`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "junit.xml"
+        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}  # no .pyc of mutated code survives the run
+        started = time.monotonic()
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o",
+                               "junit_family=xunit1", f"--junitxml={report}", *tests],
+                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if proc.returncode in (4, 5) or not report.exists():  # usage error / nothing collected
+            raise StaleMutation(f"{label}: pytest could not run {tests} (exit {proc.returncode}):\n"
+                                + proc.stdout[-3000:])
+        outcomes = _outcomes(report)
+    log = LOG_DIR / f"{time.strftime('%Y%m%d-%H%M%S')}-{label.split()[0]}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(proc.stdout, encoding="utf-8")
+    print(f"   {label}: {time.monotonic() - started:.0f}s, pytest's output in {log.relative_to(ROOT)}", flush=True)
+    return outcomes
+
+
+_RANK = ("passed", "skipped", "error", "failed")  # a test's worst case wins (parametrized runs)
+
+
+def _outcomes(report: Path) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for case in ET.parse(report).iter("testcase"):
+        node = f"{case.get('file')}::{case.get('name', '').split('[')[0]}"
+        kinds = {child.tag for child in case}
+        state = next((kind for kind in ("failure", "error", "skipped") if kind in kinds), "passed")
+        state = "failed" if state == "failure" else state
+        found[node] = max(found.get(node, "passed"), state, key=_RANK.index)
+    return found
+
+
+def mutate(mutation: Mutation) -> dict[str, str]:
+    """Apply `mutation`, run its tests, put the file back; the tests' outcomes."""
+    path = ROOT / mutation.file
+    backup = path.with_name(path.name + BACKUP_SUFFIX)
+    original = path.read_text(encoding="utf-8")
+    shutil.copy2(path, backup)
+    try:
+        path.write_text(original.replace(mutation.old, mutation.new, 1), encoding="utf-8")
+        return run_tests(mutation.tests, f"{mutation.name} applied")
+    finally:
+        path.write_text(original, encoding="utf-8")
+        backup.unlink()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help="mutations to run (default: all)")
+    parser.add_argument("--list", action="store_true", help="list the mutations and their tests")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the unmutated run of the tests")
+    args = parser.parse_args(argv)
+    unknown = set(args.names) - {m.name for m in MUTATIONS}
+    if unknown:
+        parser.error(f"no such mutation: {', '.join(sorted(unknown))}")
+    chosen = [m for m in MUTATIONS if not args.names or m.name in args.names]
+    if args.list:
+        for m in chosen:
+            print(f"{m.name}: {m.promise}\n  {m.file}: {m.old!r} -> {m.new!r}" +
+                  (f"\n  pending: {m.pending}" if m.pending else "") + "".join(f"\n  - {t}" for t in m.tests))
+        return 0
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `finally` puts the file back
+    restore_leftovers()
+    try:
+        ready = [m for m in chosen if applicable(m)]
+    except StaleMutation as exc:
+        print(f"STALE: {exc}", file=sys.stderr)
+        return 2
+    for m in chosen:
+        if m not in ready:
+            print(f"-- {m.name}: PENDING ({m.pending})")
+    if not args.no_baseline and ready:
+        tests = tuple(dict.fromkeys(t for m in ready for t in m.tests))
+        baseline = run_tests(tests, "baseline (nothing mutated)")
+        broken = {t: s for t, s in baseline.items() if s != "passed"}
+        if broken:
+            print(f"BASELINE NOT GREEN, fix these first: {broken}", file=sys.stderr)
+            return 2
+    survived = []
+    for m in ready:
+        print(f"-- {m.name}: {m.promise}", flush=True)
+        outcomes = mutate(m)
+        killers = [t for t, state in outcomes.items() if state in ("failed", "error")]
+        for test, state in sorted(outcomes.items()):
+            print(f"   {'KILLED by' if state in ('failed', 'error') else 'survived'} {test} ({state})")
+        print(f"   => {'killed by ' + str(len(killers)) + ' test(s)' if killers else 'SURVIVED'}", flush=True)
+        if not killers:
+            survived.append(m.name)
+    if survived:
+        print(f"SURVIVED: {', '.join(survived)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
