@@ -10,6 +10,7 @@ after a change to the code is noticed at once; fix the snippet (keep it small) a
     .venv/bin/python -m tests.mutations --list         # what there is
     .venv/bin/python -m tests.mutations send-once cas  # only these (by name)
     .venv/bin/python -m tests.mutations --no-baseline  # skip the unmutated run of the same tests first
+    .venv/bin/python -m tests.mutations hmac --against tests/integration   # which of these kill it?
 
 A mutation marked `pending` waits for code that is not in this tree yet: it is reported as pending when
 its snippet is absent, and run like any other once it is there (then drop the mark). The file being
@@ -27,7 +28,7 @@ import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -177,11 +178,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", help="mutations to run (default: all)")
     parser.add_argument("--list", action="store_true", help="list the mutations and their tests")
     parser.add_argument("--no-baseline", action="store_true", help="skip the unmutated run of the tests")
+    parser.add_argument("--against", nargs="+", metavar="TEST", default=None,
+                        help="run these tests (paths or node ids) instead of each mutation's own list")
     args = parser.parse_args(argv)
     unknown = set(args.names) - {m.name for m in MUTATIONS}
     if unknown:
         parser.error(f"no such mutation: {', '.join(sorted(unknown))}")
     chosen = [m for m in MUTATIONS if not args.names or m.name in args.names]
+    if args.against:
+        chosen = [replace(m, tests=tuple(args.against)) for m in chosen]
     if args.list:
         for m in chosen:
             print(f"{m.name}: {m.promise}\n  {m.file}: {m.old!r} -> {m.new!r}" +

@@ -207,10 +207,7 @@ def test_qingjian_drop_malformed_and_restart(qj):
     assert qj.drop_connections() == 1
     with pytest.raises((websocket.WebSocketConnectionClosedException, ConnectionError, OSError)):
         recv(ws)  # the next read sees the connection gone (no close handshake)
-    deadline = time.monotonic() + 2
-    while qj.client_count and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert qj.client_count == 0
+    stores.wait_until(lambda: qj.client_count == 0, 2, 0.02, "the dropped client to be gone")
 
     port = qj.port
     qj.stop()
@@ -437,17 +434,15 @@ def test_module_clis_serve_until_sigterm():
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for cmd in commands]
     try:
-        def ready(port: int) -> bool:
-            deadline = time.monotonic() + 8
-            while time.monotonic() < deadline:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                    return True
-                except OSError:
-                    time.sleep(0.05)
-            return False
+        def listening(port: int) -> bool:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return True
+            except OSError:
+                return False
 
-        assert all(ready(p) for p in ports.values())
+        for port in ports.values():
+            stores.wait_until(lambda: listening(port), 8, 0.05, f"a fake to listen on {port}")
         ws = websocket.create_connection(f"ws://127.0.0.1:{ports['qj']}", timeout=3)
         clients = f"http://127.0.0.1:{ports['ctl']}/clients"
         stores.wait_until(lambda: requests.get(clients, timeout=3).json()["clients"] == 1, 5,
