@@ -28,20 +28,25 @@ def history(live, task_id: str) -> list[dict]:
     return live.client.get(f"/api/task/{task_id}/events").get_json()["data"]["events"]
 
 
-def test_two_refusals_then_success_completes_without_resending_the_acknowledged_text(live):
+def text_delivered_then_file_refused_twice(live, max_retry: int, error: str) -> tuple[str, str, dict]:
+    """A text-and-file task fires; 轻简 takes the text, then refuses the next two sends (the file, twice).
+    Returns (customer, task_id, the task once it has ended)."""
     q = live.qingjian
     customer = uid("c")
     task_id = post(live, customer, {"type": "send_file", "file_url": "https://example.com/a.zip",
-                                    "file_name": "a.zip", "message": "文件如下"}, max_retry=3)
-    # Let the text through, then refuse the next two sends (the file, twice).
+                                    "file_name": "a.zip", "message": "文件如下"}, max_retry=max_retry)
     q.hold()
     try:
         q.say(customer, "好的")
         wait_until(lambda: len(q.sent_to(customer)) == 1, 10, message="the text to be delivered")
-        q.fail_next(2, error="busy")
+        q.fail_next(2, error=error)
     finally:
         q.release()
-    done = live.wait_status(task_id, "completed", "failed", timeout=30)
+    return customer, task_id, live.wait_status(task_id, "completed", "failed", timeout=30)
+
+
+def test_two_refusals_then_success_completes_without_resending_the_acknowledged_text(live):
+    customer, task_id, done = text_delivered_then_file_refused_twice(live, max_retry=3, error="busy")
     assert done["status"] == "completed", done
     assert done["retry_count"] == 2
     assert frames(live, customer) == [  # the text once; the file until 轻简 took it
@@ -55,18 +60,7 @@ def test_two_refusals_then_success_completes_without_resending_the_acknowledged_
 
 
 def test_a_refused_file_after_a_delivered_text_fails_without_sending_the_text_again(live):
-    q = live.qingjian
-    customer = uid("c")
-    task_id = post(live, customer, {"type": "send_file", "file_url": "https://example.com/b.zip",
-                                    "message": "文件如下"}, max_retry=1)
-    q.hold()
-    try:
-        q.say(customer, "好的")
-        wait_until(lambda: len(q.sent_to(customer)) == 1, 10, message="the text to be delivered")
-        q.fail_next(2, error="file too large")
-    finally:
-        q.release()
-    done = live.wait_status(task_id, "failed", "completed", timeout=30)
+    customer, task_id, done = text_delivered_then_file_refused_twice(live, max_retry=1, error="file too large")
     assert done["status"] == "failed" and "file too large" in done["error_message"], done
     assert frames(live, customer) == [
         ("send_text", f"{task_id}:0:0", "delivered"), ("send_file", f"{task_id}:1:0", "refused"),
