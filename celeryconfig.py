@@ -1,20 +1,28 @@
 """Celery settings shared by every worker and beat (broker URLs come from the environment via the app)."""
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from beat_schedule import BEAT_SCHEDULE
 
 # Queues in the order a worker should drain them: beat's sweeps first (short, and timers must not
-# wait behind a backlog of actions), then actions by priority, matching, callbacks, dispatches.
-QUEUE_ORDER = ("maintenance", "actions.urgent", "actions.high", "actions.normal", "actions.low", "match",
-               "callbacks", "dispatch")
+# wait behind a backlog), then actions under way (finish what has started), matching, callbacks,
+# dispatches. Priority among the tasks one message fires is their order in the customer's lane.
+QUEUE_ORDER = ("maintenance", "actions", "match", "callbacks", "dispatch")
 
-task_queues = [Queue(name) for name in QUEUE_ORDER]
+# One direct exchange; each queue is bound to it under its own name, so a message routed to
+# "actions" is published to exchange "tianwang" with routing key "actions" and lands in
+# that queue only (kombu's implicit default would make one exchange per queue, named after it).
+EXCHANGE = Exchange("tianwang", type="direct")
+task_queues = [Queue(name, EXCHANGE, routing_key=name) for name in QUEUE_ORDER]
 task_default_queue = "maintenance"
+task_default_exchange = EXCHANGE.name
+task_default_exchange_type = EXCHANGE.type
+task_default_routing_key = "maintenance"
 include = ["workers.tasks.messages", "workers.tasks.actions", "workers.tasks.callbacks",
            "workers.tasks.maintenance", "workers.tasks.dispatch"]
 task_routes = {
     "messages.*": {"queue": "match"},
-    "tasks.*": {"queue": "actions.normal"},
+    "actions.*": {"queue": "actions"},
+    "tasks.*": {"queue": "actions"},
     "callbacks.*": {"queue": "callbacks"},
     "dispatch.*": {"queue": "dispatch"},
     "maintenance.*": {"queue": "maintenance"},
@@ -34,4 +42,8 @@ worker_send_task_events = True  # Flower shows tasks (received, started, succeed
 # No "sent" events: publishing one per enqueue doubled the cost of every send_task on the hot path.
 task_send_sent_event = False
 beat_schedule = BEAT_SCHEDULE
+# Beat keeps its schedule in memory, not in a shelve file: every entry repeats within seconds, so
+# there is nothing worth persisting, and beat then runs from a fresh clone or on a read-only
+# filesystem (systemd's ProtectSystem=strict, a container) with no folder to create first.
+beat_scheduler = "celery.beat:Scheduler"
 timezone = "UTC"

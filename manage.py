@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""The two commands of README: `python3 manage.py up` (the whole system) and `python3 manage.py test`.
+"""The commands of README: `python3 manage.py up` (the whole system), `python3 manage.py test`, and
+`python3 manage.py import-legacy PATH/tasks.db [--dry-run]` (the cut-over from the legacy bridge).
 
 Needs nothing but Python 3.11+: it makes `.venv`, installs the pinned requirements when they change,
 and re-runs itself inside it. `up` migrates the database, uses the machine's Redis or starts one from
@@ -19,7 +20,8 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 VAR = ROOT / "var"
 PY = VENV / "bin" / "python"
-REQUIREMENTS = {"up": "requirements/base.txt", "test": "requirements/test.txt"}
+REQUIREMENTS = {"up": "requirements/up.txt", "test": "requirements/test.txt",
+                "import-legacy": "requirements/base.txt"}
 
 
 def ensure_venv(which: str) -> None:
@@ -39,17 +41,22 @@ def ensure_venv(which: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("up", "test"):
+    if not argv or argv[0] not in REQUIREMENTS:
         print(__doc__)
-        print("usage: python3 manage.py up | test [pytest args]")
+        print("usage: python3 manage.py up | test [pytest args] | import-legacy PATH/tasks.db [--dry-run]")
         return 2
     which, rest = argv[0], argv[1:]
     if Path(sys.prefix).resolve() != VENV.resolve():
         ensure_venv(which)
         os.execv(str(PY), [str(PY), str(Path(__file__)), which, *rest])
+    caller_dir = Path.cwd()  # where a relative PATH given to import-legacy is
     os.chdir(ROOT)
     if which == "test":
         return subprocess.call([str(PY), "-m", "pytest", *rest])
+    if which == "import-legacy":
+        from scripts.import_legacy import main as import_legacy
+
+        return import_legacy(rest, caller_dir)
     from scripts.up import run_system
 
     return run_system()

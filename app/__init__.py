@@ -40,6 +40,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         OPENAPI_JSON_PATH="openapi.json",
         CELERY={"broker_url": settings.celery_broker_url, "result_backend": settings.celery_result_backend},
     )
+    # Readable Chinese in every JSON answer (no \uXXXX escapes), and say the encoding.
+    app.json.ensure_ascii = False
+    app.json.mimetype = "application/json; charset=utf-8"
     celery_init_app(app)
     task_states.set_callback_hook(callbacks.wake)
     init_guard(app, settings)
@@ -52,4 +55,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(docs)
     app.add_url_rule("/api/docs", endpoint="docs_root", view_func=app.view_functions["swagger_ui.show"])
     app.add_url_rule("/metrics", endpoint="metrics", view_func=metrics_view)
+    if settings.trusted_proxies:
+        # The client address, scheme and host the proxies saw, taken from the rightmost
+        # `trusted_proxies` X-Forwarded-* entries only: what a client wrote itself is never trusted.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     return app

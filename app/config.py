@@ -54,7 +54,11 @@ class Settings:
     order_keywords: tuple[str, ...] = DEFAULT_ORDER_KEYWORDS
     # How long a worker's claim on a running task lasts before beat re-drives it.
     action_lease_seconds: float = 30.0
+    # How long inbound messages are kept in SQL (the console, explain, re-driven matching read them).
+    message_retention_days: float = 7.0
     redis_prefix: str = "tw:"
+    # How many reverse proxies (nginx, a load balancer) stand in front of web and set X-Forwarded-*.
+    trusted_proxies: int = 0
 
     @classmethod
     def from_env(cls, env: dict | None = None, **overrides) -> "Settings":
@@ -85,7 +89,9 @@ class Settings:
             dispatch_wait_retry_seconds=_float(env, "DISPATCH_WAIT_RETRY_SECONDS", 60.0),
             tuhui_timeout=_float(env, "TUHUI_TIMEOUT", 10.0),
             action_lease_seconds=_float(env, "ACTION_LEASE_SECONDS", 30.0),
+            message_retention_days=_float(env, "MESSAGE_RETENTION_DAYS", 7.0),
             redis_prefix=env.get("REDIS_PREFIX") or "tw:",
+            trusted_proxies=int(env.get("TRUSTED_PROXIES") or 0),
         )
         values.update(overrides)
         known = {f.name for f in fields(cls)}

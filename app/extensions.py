@@ -5,8 +5,12 @@ from celery import Celery, Task
 from flask import Flask
 
 from app.api.errors import EnvelopeApi
+from app.schemas import LooseNumber, LooseText
 
 api = EnvelopeApi()
+# Documented by their metadata's anyOf (text or a whole number; a number or a numeric string), not as one type.
+api.register_field(LooseText, None, None)
+api.register_field(LooseNumber, None, None)
 
 
 def celery_init_app(app: Flask) -> Celery:

@@ -35,12 +35,21 @@ def _database():
         conn.execute(text("SELECT 1"))
 
 
+def _redis():
+    runtime.current().redis.ping()
+
+
+# What the bridge cannot work without; /api/ready and /metrics (tianwang_dependency_up) both ask.
+DEPENDENCIES = {"database": _database, "redis": _redis, "broker": _broker}
+
+
+def answers(name: str) -> bool:
+    return _check(DEPENDENCIES[name])["ok"]
+
+
 def readiness() -> dict:
-    rt = runtime.current()
     return {
-        "database": _check(_database),
-        "redis": _check(lambda: rt.redis.ping() and None),
-        "broker": _check(_broker),
+        **{name: _check(check) for name, check in DEPENDENCIES.items()},
         "listener": _check(lambda: _heartbeat("listener")),
         "beat": _check(lambda: _heartbeat("beat")),
     }

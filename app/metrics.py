@@ -5,31 +5,51 @@ workers, Celery processes and hosts there are.
 """
 from __future__ import annotations
 
+import logging
+import math
+
 from flask import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from redis import RedisError
 from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
 
-from app import runtime, stats
+from app import health, runtime, stats
+from app.domain import dispatch as dispatch_domain
 from app.domain import states
+from app.domain.triggers import TIME_REACH
 from app.infra import heartbeat
 from app.infra.db import session_scope
 from app.infra.timeutil import utcnow
 from app.models import CallbackOutbox, Dispatch, Task
-from celeryconfig import QUEUE_ORDER
 
+log = logging.getLogger(__name__)
 LISTENER_COUNTERS = ("received", "duplicates", "malformed", "unknown", "reconnects", "sends")
 SEND_RESULTS = {"send_ok": "ok", "send_failed": "refused", "send_timeouts": "no_answer"}
+HEARTBEATS = ("beat", "listener")
+# Each part reads one store; when that store is down its families are left out of the scrape (rather
+# than reported as zeros), and tianwang_dependency_up says which store it is.
+SECTIONS = ("_dependencies", "_tasks", "_timers", "_latency", "_queues", "_heartbeats", "_listener",
+            "_callbacks", "_dispatches")
 
 
 class BridgeCollector:
     def collect(self):
-        yield from self._tasks()
-        yield from self._latency()
-        yield from self._queues()
-        yield from self._listener()
-        yield from self._callbacks()
-        yield from self._dispatches()
+        for section in SECTIONS:
+            try:
+                families = list(getattr(self, section)())
+            except (SQLAlchemyError, RedisError, OSError) as exc:
+                log.warning("metrics: %s left out of this scrape: %s", section.strip("_"), type(exc).__name__)
+                continue
+            yield from families
+
+    def _dependencies(self):
+        up = GaugeMetricFamily("tianwang_dependency_up", "1 when the dependency answered this scrape",
+                               labels=["dependency"])
+        for name in health.DEPENDENCIES:
+            up.add_metric([name], 1.0 if health.answers(name) else 0.0)
+        yield up
 
     def _tasks(self):
         with session_scope() as session:
@@ -41,6 +61,22 @@ class BridgeCollector:
         for status in states.STATUSES:
             by_status.add_metric([status], counts.get(status, 0))
         yield by_status
+
+    def _timers(self):
+        """Timers whose time has come but which beat has not fired yet: how many, and how late the
+        oldest is (0 when none). Read through the (status, due_at) index."""
+        now = utcnow()
+        with session_scope() as session:
+            count, oldest = session.execute(
+                select(func.count(), func.min(Task.due_at)).where(
+                    Task.status == states.WAITING, Task.due_at <= now, Task.trigger_type == TIME_REACH)).one()
+        overdue = GaugeMetricFamily("tianwang_timers_overdue", "Waiting time_reach tasks past their time")
+        overdue.add_metric([], count)
+        yield overdue
+        late = GaugeMetricFamily("tianwang_timers_overdue_seconds",
+                                 "How late the oldest waiting time_reach task past its time is (0 when none)")
+        late.add_metric([], (now - oldest).total_seconds() if oldest else 0.0)
+        yield late
 
     def _latency(self):
         raw = stats.read("firing_latency")
@@ -55,6 +91,8 @@ class BridgeCollector:
                                     buckets=buckets, sum_value=raw.get("sum", 0.0))
 
     def _queues(self):
+        from celeryconfig import QUEUE_ORDER
+
         client = runtime.current().redis
         depth = GaugeMetricFamily("tianwang_queue_depth", "Messages waiting in each Celery queue", labels=["queue"])
         pipe = client.pipeline(transaction=False)
@@ -63,6 +101,22 @@ class BridgeCollector:
         for queue, length in zip(QUEUE_ORDER, pipe.execute()):
             depth.add_metric([queue], length)
         yield depth
+        lag = GaugeMetricFamily("tianwang_queue_lag_seconds",
+                                "How long the oldest message in each Celery queue has waited (0 when empty)",
+                                labels=["queue"])
+        for queue, seconds in stats.queue_lag(QUEUE_ORDER).items():
+            lag.add_metric([queue], seconds)
+        yield lag
+
+    def _heartbeats(self):
+        rt = runtime.current()
+        age = GaugeMetricFamily("tianwang_heartbeat_age_seconds",
+                                f"Seconds since the process last beat (+Inf: not within {heartbeat.TTL_SECONDS} s); "
+                                "beat's is stamped by the tick a worker runs for it", labels=["process"])
+        for name in HEARTBEATS:
+            seen = heartbeat.age(rt.redis, rt.keys, name)
+            age.add_metric([name], math.inf if seen is None else seen)
+        yield age
 
     def _listener(self):
         raw = stats.read("listener")
@@ -110,8 +164,8 @@ class BridgeCollector:
         with session_scope() as session:
             counts = dict(session.execute(select(Dispatch.status, func.count()).group_by(Dispatch.status)).all())
         outcomes = GaugeMetricFamily("tianwang_dispatches", "Dispatches to designers by status", labels=["status"])
-        for status, count in sorted(counts.items()):
-            outcomes.add_metric([status], count)
+        for status in dispatch_domain.STATUSES:
+            outcomes.add_metric([status], counts.get(status, 0))
         yield outcomes
 
 

@@ -1,4 +1,5 @@
-"""SQL tables: tasks, their history, the callback outbox, dispatches. SQL is the truth; Redis is rebuilt from it.
+"""SQL tables: tasks, their history, the callback outbox, dispatches, inbound messages. SQL is the truth;
+Redis is rebuilt from it.
 
 Times are stored as naive UTC datetimes (SQLite has no time zones); `app.infra.timeutil` converts at the edges.
 """
@@ -57,6 +58,10 @@ class Task(Base):
     progress: Mapped[dict | None] = mapped_column(JSON)
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # An operator's retry or re-arm: since when the task listens again (lookback counts from here), and
+    # the attempt its fresh set of retries starts at (attempt numbers keep growing, so req_ids stay unique).
+    armed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    attempt_base: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     __table_args__ = (
         Index("ix_tasks_status_due", "status", "due_at"),
@@ -146,3 +151,35 @@ class DispatchStep(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
     __table_args__ = (UniqueConstraint("dispatch_id", "step", name="uq_dispatch_steps_dispatch_step"),)
+
+
+class InboundMessage(Base):
+    """A customer message or event the listener accepted (after msg_id de-duplication), kept for
+    MESSAGE_RETENTION_DAYS. The console and the explain endpoint read it; a message whose match was lost
+    (a killed worker, Redis restarted empty) is matched again from here."""
+
+    __tablename__ = "inbound_messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(32))  # which 轻简 (a digest of its URL); "api" for POST /api/event
+    msg_id: Mapped[str | None] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(16))  # message | payment | order | custom
+    acc_id: Mapped[str | None] = mapped_column(String(128))
+    from_id: Mapped[str | None] = mapped_column(String(128))
+    from_name: Mapped[str | None] = mapped_column(String(128))
+    msg_type: Mapped[str | None] = mapped_column(String(32))
+    content: Mapped[str | None] = mapped_column(Text)  # masked as the logs mask it (phone and ID numbers)
+    event: Mapped[str | None] = mapped_column(String(128))  # a custom event's name
+    data: Mapped[dict | None] = mapped_column(JSON)  # a custom event's data; a payment's order and amount
+    received_at: Mapped[datetime] = mapped_column(DateTime)
+    # Handed to matching (again, when re-driven), and matched against a complete index, with what it fired.
+    enqueued_at: Mapped[datetime | None] = mapped_column(DateTime)
+    matched_at: Mapped[datetime | None] = mapped_column(DateTime)
+    fired: Mapped[list | None] = mapped_column(JSON)
+
+    __table_args__ = (
+        UniqueConstraint("source", "msg_id", name="uq_inbound_source_msg_id"),
+        Index("ix_inbound_customer_received", "from_id", "received_at"),
+        Index("ix_inbound_received", "received_at"),
+        Index("ix_inbound_unmatched", "matched_at", "enqueued_at"),
+    )

@@ -5,11 +5,10 @@ result backend each send would otherwise subscribe to a result channel (two extr
 """
 from __future__ import annotations
 
-from celery import chain, current_app
+from celery import current_app
 
-ACTION_QUEUES = {"urgent": "actions.urgent", "high": "actions.high", "normal": "actions.normal",
-                 "low": "actions.low"}
 MATCH_QUEUE = "match"
+ACTIONS_QUEUE = "actions"
 CALLBACK_QUEUE = "callbacks"
 MAINTENANCE_QUEUE = "maintenance"
 DISPATCH_QUEUE = "dispatch"
@@ -19,24 +18,19 @@ def _send(name: str, args: list, queue: str) -> None:
     current_app.send_task(name, args=args, queue=queue, ignore_result=True)
 
 
-def enqueue_action(task_id: str, priority: str) -> None:
-    _send("tasks.run_action", [task_id], ACTION_QUEUES.get(priority, ACTION_QUEUES["normal"]))
+def enqueue_match(arrivals: list[dict]) -> None:
+    """A batch of inbound events for `messages.match` (app.services.firing.process_batch)."""
+    _send("messages.match", [arrivals], MATCH_QUEUE)
 
 
-def enqueue_actions(actions: list[tuple[str, str]]) -> None:
-    """Several (task_id, priority) actions to run one after another, in this order: a Celery chain,
-    each link in its own priority queue, the next one sent when the previous has finished."""
-    if len(actions) <= 1:
-        for task_id, priority in actions:
-            enqueue_action(task_id, priority)
-        return
-    chain(*(current_app.signature("tasks.run_action", args=[task_id], immutable=True,
-                                  queue=ACTION_QUEUES.get(priority, ACTION_QUEUES["normal"]))
-            for task_id, priority in actions)).apply_async(ignore_result=True)
+def enqueue_advance(answers: list[tuple[str, bool, str | None]]) -> None:
+    """轻简's answers to action sends, for `actions.advance`."""
+    _send("actions.advance", [[list(a) for a in answers]], ACTIONS_QUEUE)
 
 
-def enqueue_match(event: dict) -> None:
-    _send("messages.match", [event], MATCH_QUEUE)
+def enqueue_resume(task_ids: list[str]) -> None:
+    """Running tasks whose lease lapsed (a retry due, a lost worker or answer), for `actions.resume`."""
+    _send("actions.resume", [list(task_ids)], ACTIONS_QUEUE)
 
 
 def enqueue_callback_flush() -> None:

@@ -14,20 +14,64 @@ import redis
 
 from app.domain.triggers import InboundEvent, index_keys, substrings
 from app.infra.keys import Keys
+from app.lanes import LANE_TTL_SECONDS
 
 log = logging.getLogger(__name__)
 RECENT_SECONDS = 3600
 
-# KEYS: seen key ("" = no de-duplication), the customer's recent zset, everybody's recent zset.
-# ARGV: seen TTL, member, score, cutoff, recent TTL.
+# Remember a batch of inbound events in one round trip. KEYS: everybody's recent zset, then per event its
+# seen mark ("" = no de-duplication), its customer's recent zset and its lane ("" = none). ARGV: seen TTL,
+# cutoff, recent TTL, lane TTL, then per event its member, score and lane entry. Returns 1 per event
+# remembered now, 0 per event seen before (nothing done for it).
 _REMEMBER = """
-if KEYS[1] ~= '' and not redis.call('set', KEYS[1], 1, 'NX', 'EX', ARGV[1]) then return 0 end
-for i = 2, 3 do
-  redis.call('zadd', KEYS[i], ARGV[3], ARGV[2])
-  redis.call('zremrangebyscore', KEYS[i], '-inf', ARGV[4])
-  redis.call('expire', KEYS[i], ARGV[5])
+local out, touched = {}, {}
+for e = 1, (#KEYS - 1) / 3 do
+  local seen, recent, lane = KEYS[e * 3 - 1], KEYS[e * 3], KEYS[e * 3 + 1]
+  local member, score, entry = ARGV[e * 3 + 2], ARGV[e * 3 + 3], ARGV[e * 3 + 4]
+  if seen ~= '' and not redis.call('set', seen, 1, 'NX', 'EX', ARGV[1]) then
+    out[e] = 0
+  else
+    redis.call('zadd', recent, score, member)
+    redis.call('zadd', KEYS[1], score, member)
+    touched[recent] = true
+    if lane ~= '' then
+      redis.call('rpush', lane, entry)
+      redis.call('expire', lane, ARGV[4])
+    end
+    out[e] = 1
+  end
 end
-return 1
+touched[KEYS[1]] = true
+for key in pairs(touched) do
+  redis.call('zremrangebyscore', key, '-inf', ARGV[2])
+  redis.call('expire', key, ARGV[3])
+end
+return out
+"""
+
+
+# Register a task unless the index has an entry for its id. KEYS: spec hash, keyword set, keyword length
+# set, then the task's index sets. ARGV: task id, spec JSON, then per index set 1 if it is a keyword's
+# (with the keyword and its length after it). Returns added, same (an equal entry is there) or other.
+_REGISTER_NEW = """
+local present = redis.call('hget', KEYS[1], ARGV[1])
+if present then
+  if present == ARGV[2] then return 'same' end
+  return 'other'
+end
+redis.call('hset', KEYS[1], ARGV[1], ARGV[2])
+local a = 3
+for i = 4, #KEYS do
+  redis.call('sadd', KEYS[i], ARGV[1])
+  if ARGV[a] == '1' then
+    redis.call('sadd', KEYS[2], ARGV[a + 1])
+    redis.call('sadd', KEYS[3], ARGV[a + 2])
+    a = a + 3
+  else
+    a = a + 1
+  end
+end
+return 'added'
 """
 
 
@@ -37,17 +81,28 @@ class Registry:
         self.keys = keys
         self.spec_key = keys.spec
         self._remember = client.register_script(_REMEMBER)
+        self._register_new = client.register_script(_REGISTER_NEW)
 
     # -- writing ----------------------------------------------------------------------------
     def register(self, spec: dict) -> None:
         pipe = self.r.pipeline(transaction=True)
-        pipe.hset(self.spec_key, spec["id"], json.dumps(spec, ensure_ascii=False))
+        pipe.hset(self.spec_key, spec["id"], _dumps(spec))
         for kind, value in index_keys(spec):
             pipe.sadd(self.keys.index(kind, value), spec["id"])
             if kind == "kw":
                 pipe.sadd(self.keys.keywords, value)
                 pipe.sadd(self.keys.keyword_lengths, len(value))
         pipe.execute()
+
+    def register_new(self, spec: dict) -> str:
+        """`register`, unless the index has an entry for the task's id already: `added`, `same` (an equal
+        entry is there: a request that registered and then died) or `other` (another task's entry)."""
+        keys, args = [self.spec_key, self.keys.keywords, self.keys.keyword_lengths], [spec["id"], _dumps(spec)]
+        for kind, value in index_keys(spec):
+            keys.append(self.keys.index(kind, value))
+            args += ["1", value, len(value)] if kind == "kw" else ["0"]
+        outcome = self._register_new(keys=keys, args=args)
+        return outcome.decode() if isinstance(outcome, bytes) else outcome
 
     def unregister(self, task_id: str, spec: dict | None = None) -> None:
         if spec is None:
@@ -106,6 +161,14 @@ class Registry:
             if cursor == 0:
                 return
 
+    def is_built(self) -> bool:
+        """Whether the index is complete: a full reconciliation marks it, and Redis losing its data loses
+        the mark (app.services.registration)."""
+        return bool(self.r.exists(self.keys.index_built))
+
+    def mark_built(self) -> None:
+        self.r.set(self.keys.index_built, "1")
+
     def count(self) -> int:
         return int(self.r.hlen(self.spec_key))
 
@@ -138,17 +201,29 @@ class Registry:
         return self.specs(i.decode() if isinstance(i, bytes) else i for i in ids)
 
     # -- recent messages, for lookback_seconds -----------------------------------------------
-    def remember(self, event: InboundEvent, seen_key: str | None = None, seen_ttl: int = 24 * 3600) -> bool:
-        """Keep the last hour of messages; called by the listener on receipt, in one round trip.
+    def remember_many(self, batch: list[tuple[InboundEvent, str | None, str | None, str]],
+                      seen_ttl: int = 24 * 3600) -> list[bool]:
+        """Keep the last hour of messages, and give each message its place in its customer's lane; called
+        by the listener on receipt, in one round trip for a batch of (event, seen key, lane key, lane entry).
 
-        With `seen_key` (the msg_id's de-duplication key) an event seen before is not remembered
-        again and False is returned.
+        An event whose seen key (its msg_id's de-duplication mark) exists is a repeat: nothing is done for
+        it and False is returned in its place.
         """
-        return bool(self._remember(
-            keys=[seen_key or "", self.keys.recent(event.from_id), self.keys.recent(None)],
-            args=[seen_ttl, json.dumps(event.as_dict(), ensure_ascii=False), event.received_at,
-                  event.received_at - RECENT_SECONDS, RECENT_SECONDS + 60]))
+        if not batch:
+            return []
+        keys, args = [self.keys.recent(None)], []
+        newest = max(event.received_at for event, *_ in batch)
+        for event, seen_key, lane_key, lane_entry in batch:
+            keys += [seen_key or "", self.keys.recent(event.from_id), lane_key or ""]
+            args += [json.dumps(event.as_dict(), ensure_ascii=False), event.received_at, lane_entry]
+        replies = self._remember(keys=keys, args=[seen_ttl, newest - RECENT_SECONDS, RECENT_SECONDS + 60,
+                                                  LANE_TTL_SECONDS, *args])
+        return [bool(r) for r in replies]
 
     def recent(self, customer_id: str | None, since: float) -> list[InboundEvent]:
         rows = self.r.zrangebyscore(self.keys.recent(customer_id), since, "+inf")
         return [InboundEvent.from_dict(json.loads(row)) for row in rows]
+
+
+def _dumps(spec: dict) -> str:
+    return json.dumps(spec, ensure_ascii=False)

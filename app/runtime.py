@@ -8,11 +8,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import redis
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.config import Settings
+from app.domain.states import PENDING, WAITING
 from app.infra import db
 from app.infra.keys import Keys
 from app.infra.redis_client import get_redis
+from app.models import Task
 from app.registry import Registry
 from app.state import tasks as task_states
 
@@ -26,6 +30,7 @@ class Runtime:
 
 
 _current: Runtime | None = None
+LISTENING = (PENDING, WAITING)
 
 
 def configure(settings: Settings) -> Runtime:
@@ -35,7 +40,22 @@ def configure(settings: Settings) -> Runtime:
     client = get_redis(settings.redis_url)
     keys = Keys(settings.redis_prefix)
     _current = Runtime(settings, client, keys, Registry(client, keys))
+    _mark_an_empty_index_complete(_current)
     return _current
+
+
+def _mark_an_empty_index_complete(rt: Runtime) -> None:
+    """With no task waiting, an empty index is a complete one: a fresh system matches from its first
+    message instead of waiting for beat's first reconciliation (app.services.registration)."""
+    try:
+        if rt.registry.is_built():
+            return
+        with db.session_scope() as session:
+            waiting = session.scalar(select(Task.task_id).where(Task.status.in_(LISTENING)).limit(1))
+        if waiting is None:
+            rt.registry.mark_built()
+    except (redis.RedisError, SQLAlchemyError):
+        pass  # beat's reconciliation marks it once both answer
 
 
 def current() -> Runtime:

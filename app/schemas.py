@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import re
 
-from marshmallow import EXCLUDE, INCLUDE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import EXCLUDE, INCLUDE, Schema, ValidationError, fields, pre_load, validate, validates_schema
 
 from app.domain import states
+from app.domain.times import parse_wire_time
 from app.domain.triggers import (
     CUSTOM_EVENT,
     CUSTOMER_KEYWORD,
@@ -16,7 +17,6 @@ from app.domain.triggers import (
     TIME_REACH,
     TRIGGER_TYPES,
 )
-from app.infra.timeutil import parse_wire_time
 
 TASK_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}\Z")  # \Z: "$" would let a trailing newline in
 ACTION_TYPES = ("send_message", "send_file", "send_link", "transfer_to_designer")
@@ -32,13 +32,98 @@ def _http_url(value: str) -> None:
         raise ValidationError("must be an http or https URL")
 
 
+# -- values a legacy caller sends loosely ------------------------------------------------------------
+# Read where the meaning is unambiguous, before validation, and stored in the form the contract gives:
+# the stored body is what matching reads, and two spellings of one task hash as one body.
+DECIMAL = "[+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)"  # "24", "1.5": no exponent, no inf/nan, ASCII digits
+LOOSE_TEXT = "text; a whole number is taken as its decimal text (123 -> \"123\")"
+LOOSE_NUMBER = "a number; a decimal numeric string is taken as its number (\"24\" -> 24)"
+
+
+def _as_text(value):
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _as_number(value):
+    if isinstance(value, str) and re.fullmatch(DECIMAL, value):
+        number = float(value)
+        return int(number) if number.is_integer() else number
+    return value
+
+
+def _as_boolean(value):
+    """What marshmallow's Boolean reads ("true", "False", "1", 0 ...) stored as the boolean it means."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return value
+    if value in fields.Boolean.truthy:
+        return True
+    if value in fields.Boolean.falsy:
+        return False
+    return value
+
+
+# (object or None for the top level, field, how it is read)
+LOOSE_TASK_FIELDS = (
+    (None, "timeout_hours", _as_number),
+    ("customer", "id", _as_text),
+    ("trigger", "customer_id", _as_text),
+    ("trigger", "exact_match", _as_boolean),
+)
+
+
+def loosen_task_body(body):
+    """The task body with its loosely typed values in the contract's types (a copy, if any changed).
+
+    Without this a stored `"exact_match": "false"` would read as true, and a customer id sent as a
+    number would never equal the text id a message carries.
+    """
+    if not isinstance(body, dict):
+        return body
+    changes = []
+    for section, name, read in LOOSE_TASK_FIELDS:
+        holder = body if section is None else body.get(section)
+        if isinstance(holder, dict) and name in holder and read(holder[name]) is not holder[name]:
+            changes.append((section, name, read(holder[name])))
+    if not changes:
+        return body
+    loosened = dict(body)
+    for section, name, value in changes:
+        if section is None:
+            loosened[name] = value
+        else:
+            loosened[section] = {**loosened[section], name: value}
+    return loosened
+
+
 class StrictFloat(fields.Float):
-    """A JSON number only: "24" (a string) and true are rejected, unlike marshmallow's Float."""
+    """A JSON number only: true is rejected, and so is "24" (for timeout_hours `loosen_task_body` has
+    read it as 24 already), unlike marshmallow's Float."""
 
     def _validated(self, value):
         if isinstance(value, (str, bool)):
             raise self.make_error("invalid")
         return super()._validated(value)
+
+
+class LooseText(fields.String):
+    """A text field a legacy caller may send as a whole number (read before validation). The OpenAPI
+    document gives both forms: app.extensions registers this class without a type of its own."""
+
+    def __init__(self, max_length: int = 128, **kwargs):
+        alternatives = [{"type": "string", "maxLength": max_length}, {"type": "integer"}]
+        super().__init__(validate=[validate.Length(max=max_length), *kwargs.pop("validate", [])],
+                         metadata={"anyOf": alternatives, "description": LOOSE_TEXT}, **kwargs)
+
+
+class LooseNumber(StrictFloat):
+    """A number a legacy caller may send as a numeric string (read before validation); documented as
+    either, like LooseText."""
+
+    def __init__(self, minimum: float, maximum: float, **kwargs):
+        alternatives = [{"type": "number", "minimum": minimum, "exclusiveMinimum": True, "maximum": maximum},
+                        {"type": "string", "pattern": f"^{DECIMAL}$"}]
+        super().__init__(validate=validate.Range(min=minimum, max=maximum, min_inclusive=False),
+                         metadata={"anyOf": alternatives, "description": LOOSE_NUMBER}, **kwargs)
 
 
 class Lenient(Schema):
@@ -47,13 +132,13 @@ class Lenient(Schema):
 
 
 class CustomerSchema(Lenient):
-    id = fields.String(validate=validate.Length(max=128))
+    id = LooseText()
     name = fields.String(allow_none=True, validate=validate.Length(max=128))
 
 
 class TriggerSchema(Lenient):
     type = fields.String(required=True, validate=validate.OneOf(TRIGGER_TYPES))
-    customer_id = fields.String(validate=[validate.Length(max=128), _not_blank])
+    customer_id = LooseText(validate=[_not_blank])
     customer_name = fields.String(allow_none=True)
     keyword = fields.String(validate=_not_blank)
     exact_match = fields.Boolean(load_default=False)
@@ -123,10 +208,13 @@ class TaskReceiveSchema(Lenient):
     trigger = fields.Nested(TriggerSchema, required=True)
     action = fields.Nested(ActionSchema, required=True)
     priority = fields.String(load_default="normal", validate=validate.OneOf(tuple(PRIORITY_RANK)))
-    timeout_hours = StrictFloat(load_default=24.0, validate=validate.Range(
-        min=0, max=720, min_inclusive=False))
+    timeout_hours = LooseNumber(0, 720, load_default=24.0)
     max_retry = fields.Integer(strict=True, load_default=3, validate=validate.Range(min=0, max=10))
     created_by = fields.String(allow_none=True, validate=validate.Length(max=128))
+
+    @pre_load
+    def _loosen(self, data, **_):
+        return loosen_task_body(data)
 
     @validates_schema
     def _customer_consistency(self, data, **_):
@@ -149,6 +237,10 @@ class CancelSchema(Schema):
     reason = fields.String(allow_none=True, validate=validate.Length(max=1000))
 
 
+class RetrySchema(CancelSchema):
+    """POST /api/task/retry: the same two fields as a cancel."""
+
+
 class TaskListQuerySchema(Schema):
     customer_id = fields.String()
     status = fields.String(validate=validate.OneOf(states.STATUSES))
@@ -160,9 +252,15 @@ class TaskListQuerySchema(Schema):
 
 class CustomEventSchema(Lenient):
     event = fields.String(required=True, validate=[validate.Length(min=1, max=128), _not_blank])
-    customer_id = fields.String(allow_none=True, validate=validate.Length(max=128))
+    customer_id = LooseText(allow_none=True)
     acc_id = fields.String(allow_none=True, validate=validate.Length(max=128))
     data = fields.Dict(load_default=dict)
+
+    @pre_load
+    def _loosen(self, data, **_):
+        if isinstance(data, dict) and _as_text(data.get("customer_id")) is not data.get("customer_id"):
+            return {**data, "customer_id": _as_text(data["customer_id"])}
+        return data
 
 
 class EnvelopeSchema(Schema):
@@ -184,3 +282,104 @@ class DispatchTransferSchema(Schema):
     acc_type = fields.String(allow_none=True, validate=validate.Length(max=64))
     image_url = fields.String(allow_none=True, validate=validate.Length(max=2048))
     reason = fields.String(allow_none=True, validate=validate.Length(max=1000))
+
+
+# -- /api/task/{task_id}/explain (issue 11) -----------------------------------------------------------
+
+EXPLAIN_KINDS = ("message", "payment", "order", "custom")
+
+
+def explain_kind(body: dict) -> str:
+    """A posted message's kind: as given, else custom when it names an `event`, else a 轻简 message."""
+    return body.get("kind") or ("custom" if "event" in body else "message")
+
+
+class ExplainQuerySchema(Schema):
+    msg_id = fields.String(validate=validate.Length(min=1, max=128),
+                           metadata={"description": "explain against this recent message only"})
+    limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100),
+                           metadata={"description": "how many recent messages, newest first"})
+
+
+class ExplainEventSchema(Schema):
+    """A message to explain the task against, as if it arrived now: a 轻简 message (`kind` message, the
+    default), a payment or order event, or a custom event as POST /api/event takes it (`kind` custom,
+    the default when `event` is given)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    kind = fields.String(validate=validate.OneOf(EXPLAIN_KINDS))
+    msg_id = fields.String(allow_none=True, validate=validate.Length(max=128))
+    from_id = fields.String(validate=[validate.Length(min=1, max=128), _not_blank])
+    from_name = fields.String(allow_none=True, validate=validate.Length(max=128))
+    acc_id = fields.String(allow_none=True, validate=validate.Length(max=128))
+    msg_type = fields.String(load_default="text", validate=validate.Length(min=1, max=32))
+    content = fields.String(allow_none=True, validate=validate.Length(max=4096))
+    event = fields.String(validate=[validate.Length(min=1, max=128), _not_blank],
+                          metadata={"description": "custom event name"})
+    customer_id = fields.String(allow_none=True, validate=validate.Length(max=128),
+                                metadata={"description": "custom event's customer"})
+    data = fields.Dict(load_default=dict, metadata={"description": "custom event's data"})
+
+    @validates_schema
+    def _fields_for_kind(self, data, **_):
+        kind = explain_kind(data)
+        need = ("event",) if kind == "custom" else ("from_id",)
+        if kind == "message" and data.get("msg_type", "text") == "text":
+            need += ("content",)
+        missing = {name: [f"required for {kind}"] for name in need if data.get(name) is None}
+        if missing:
+            raise ValidationError(missing)
+
+
+class ExplainConditionSchema(Schema):
+    name = fields.String(required=True, metadata={"enum": [
+        "status", "message_type", "shop", "customer_id", "customer_name", "keyword", "lookback",
+        "event_name", "event_data", "deadline", "time"]})
+    verdict = fields.String(required=True, metadata={"enum": ["pass", "fail", "not_applicable"]})
+    expected = fields.Raw(required=True, allow_none=True, metadata={
+        "description": "what the task wants (keywords normalised, with `match`: exact or contains; "
+                       "lookback: lookback_seconds; times ISO 8601)"})
+    actual = fields.Raw(required=True, allow_none=True, metadata={
+        "description": "what the message has (text normalised; lookback: seconds it came before the task, "
+                       "negative after)"})
+    note = fields.String(required=True, metadata={"description": "the comparison in words"})
+
+
+class ExplainMessageSchema(Schema):
+    kind = fields.String(required=True, metadata={"enum": list(EXPLAIN_KINDS)})
+    msg_id = fields.String(required=True, allow_none=True)
+    acc_id = fields.String(required=True, allow_none=True)
+    from_id = fields.String(required=True, allow_none=True)
+    from_name = fields.String(required=True, allow_none=True)
+    msg_type = fields.String(required=True, metadata={"description": "text, image, …; payment, order, custom"})
+    text = fields.String(required=True, allow_none=True,
+                         metadata={"description": "normalised (NFKC, trimmed, lower case)"})
+    event = fields.String(required=True, allow_none=True)
+    data = fields.Dict(required=True)
+    received_at = fields.String(required=True, metadata={"description": "when it arrived (or: now, for a posted one)"})
+
+
+class ExplainEvaluationSchema(Schema):
+    message = fields.Nested(ExplainMessageSchema, required=True, allow_none=True,
+                            metadata={"description": "null: the task alone, against the clock"})
+    outcome = fields.String(required=True, metadata={"enum": ["fired", "would_fire", "would_not_fire", "waiting"]})
+    conclusion = fields.String(required=True)
+    conditions = fields.List(fields.Nested(ExplainConditionSchema), required=True)
+
+
+class ExplanationSchema(Schema):
+    task_id = fields.String(required=True)
+    status = fields.String(required=True, metadata={"enum": list(states.STATUSES)})
+    trigger_type = fields.String(required=True, metadata={"enum": list(TRIGGER_TYPES)})
+    source = fields.String(required=True, metadata={
+        "enum": ["recent", "msg_id", "body", "task"],
+        "description": "what the task was explained against: recent messages, the msg_id named, the posted "
+                       "message, or nothing but the clock (time_reach, custom_event)"})
+    conclusion = fields.String(required=True, metadata={"description": "one sentence"})
+    evaluations = fields.List(fields.Nested(ExplainEvaluationSchema), required=True)
+
+
+class ExplainEnvelopeSchema(EnvelopeSchema):
+    data = fields.Nested(ExplanationSchema)

@@ -14,7 +14,7 @@ def task_view(task: Task, zone: str) -> dict:
         "timeout_hours": task.timeout_hours, "max_retry": task.max_retry,
         "customer_id": task.customer_id, "acc_id": task.acc_id,
         "trigger": task.trigger, "action": task.action,
-        "status": task.status, "retry_count": task.retry_count,
+        "status": task.status, "retry_count": task.retry_count - (task.attempt_base or 0),
         "created_at": iso(task.created_at, zone), "triggered_at": iso(task.triggered_at, zone),
         "completed_at": iso(task.completed_at, zone), "expires_at": iso(task.expires_at, zone),
         "due_at": iso(task.due_at, zone), "updated_at": iso(task.updated_at, zone),

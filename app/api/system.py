@@ -7,12 +7,12 @@ from flask import current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from app import queueing
 from app.api.errors import envelope
 from app.domain.triggers import InboundEvent
 from app.health import readiness
 from app.infra.timeutil import iso, utcnow
 from app.schemas import CustomEventSchema, EnvelopeSchema
+from app.services import inbound
 
 blp = Blueprint("system", __name__, url_prefix="/api", description="Health, readiness and events")
 
@@ -46,5 +46,5 @@ class CustomEvent(MethodView):
         event = InboundEvent(kind="custom", event=args["event"], from_id=args.get("customer_id"),
                              acc_id=args.get("acc_id"), data=args.get("data") or {},
                              received_at=time.time())
-        queueing.enqueue_match(event.as_dict())
+        inbound.hand_over_custom_event(event)
         return envelope(202, "事件已接收", {"event": args["event"]})

@@ -1,5 +1,7 @@
-"""/api/task/*: receive, status, cancel, list, stats, events (CONTRACTS.md §1)."""
+"""/api/task/*: receive, status, cancel, list, stats, events, explain (CONTRACTS.md §1)."""
 from __future__ import annotations
+
+import time
 
 from flask import request
 from flask.views import MethodView
@@ -13,8 +15,18 @@ from app.domain import states
 from app.domain.triggers import TRIGGER_TYPES
 from app.infra.db import session_scope
 from app.models import Task, TaskEvent
-from app.schemas import CancelSchema, EnvelopeSchema, TaskListQuerySchema, TaskReceiveSchema
-from app.services import intake
+from app.schemas import (
+    CancelSchema,
+    EnvelopeSchema,
+    ExplainEnvelopeSchema,
+    ExplainEventSchema,
+    ExplainQuerySchema,
+    RetrySchema,
+    TaskListQuerySchema,
+    TaskReceiveSchema,
+    loosen_task_body,
+)
+from app.services import explain, intake, operator
 from app.state.tasks import TaskNotFound
 from app.views import event_view, task_view
 
@@ -30,7 +42,7 @@ class TaskReceive(MethodView):
     @blp.alt_response(422, schema=EnvelopeSchema, description="validation failed")
     def post(self):
         """Receive a task from 天网 (idempotent by task_id)."""
-        body = request.get_json()
+        body = loosen_task_body(request.get_json())  # stored, hashed and matched in the contract's types
         try:
             data = RECEIVE_SCHEMA.load(body)
         except ValidationError as exc:
@@ -44,7 +56,8 @@ class TaskReceive(MethodView):
             return envelope(422, "validation failed", None, exc.errors)
         except intake.Conflict as exc:
             return envelope(409, str(exc), {"task_id": body.get("task_id"), "status": exc.status})
-        return envelope(200, "任务接收成功", {"task_id": received.task_id, "status": received.status})
+        message = "任务已重新下发：取消后再次接收，重新开始监听" if received.rearmed else "任务接收成功"
+        return envelope(200, message, {"task_id": received.task_id, "status": received.status})
 
 
 @blp.route("/status/<string:task_id>")
@@ -72,6 +85,22 @@ class TaskCancel(MethodView):
         except intake.Conflict as exc:
             return envelope(409, str(exc), {"task_id": args["task_id"], "status": exc.status})
         return envelope(200, "任务已取消", {"task_id": args["task_id"], "status": status})
+
+
+@blp.route("/retry")
+class TaskRetry(MethodView):
+    @blp.arguments(RetrySchema)
+    @blp.response(200, EnvelopeSchema)
+    @blp.alt_response(409, schema=EnvelopeSchema, description="the task is neither failed nor timed out")
+    def post(self, args):
+        """Retry a failed task (its action runs again) or a timed-out one (it waits again)."""
+        try:
+            status = operator.retry(args["task_id"], args.get("reason"), actor="api")
+        except TaskNotFound:
+            abort(404, message=f"task {args['task_id']} not found")
+        except operator.NotRetryable as exc:
+            return envelope(409, str(exc), {"task_id": args["task_id"], "status": exc.status})
+        return envelope(200, "任务已重试", {"task_id": args["task_id"], "status": status})
 
 
 @blp.route("/list")
@@ -123,3 +152,34 @@ class TaskEvents(MethodView):
             rows = session.scalars(select(TaskEvent).where(TaskEvent.task_id == task_id)
                                    .order_by(TaskEvent.id)).all()
             return envelope(200, "OK", {"task_id": task_id, "events": [event_view(e, zone) for e in rows]})
+
+
+@blp.route("/<string:task_id>/explain")
+class TaskExplain(MethodView):
+    @blp.arguments(ExplainQuerySchema, location="query")
+    @blp.response(200, ExplainEnvelopeSchema)
+    @blp.alt_response(404, schema=EnvelopeSchema, description="unknown task, or no recent message has that msg_id")
+    def get(self, args, task_id):
+        """Why the task fired or did not: each condition against its recent messages (or one msg_id)."""
+        return _explained(task_id, msg_id=args.get("msg_id"), limit=args["limit"])
+
+    @blp.arguments(ExplainEventSchema)
+    @blp.response(200, ExplainEnvelopeSchema)
+    @blp.alt_response(404, schema=EnvelopeSchema, description="unknown task")
+    @blp.alt_response(422, schema=EnvelopeSchema, description="not a message or event")
+    def post(self, args, task_id):
+        """Whether the message or event in the body would fire the task if it arrived now, and why."""
+        try:
+            event = explain.event_from_body(args, received_at=time.time())
+        except ValueError as exc:  # what the listener would refuse
+            return envelope(422, "validation failed", None, {"body": [str(exc)]})
+        return _explained(task_id, event=event)
+
+
+def _explained(task_id: str, **against):
+    try:
+        return envelope(200, "OK", explain.explain_task(task_id, **against))
+    except TaskNotFound:
+        abort(404, message=f"task {task_id} not found")
+    except explain.MessageNotFound as exc:
+        abort(404, message=f"no recent message has msg_id {exc}")

@@ -1,14 +1,16 @@
 """Trigger matching (CONTRACTS.md §1 "Trigger types"), pure.
 
 A task's trigger is compiled once into a small `spec` dict (stored in Redis beside the index) and an
-inbound event into an `InboundEvent`; `matches(spec, event)` decides. `index_keys(spec)` says under which
+inbound event into an `InboundEvent`; `matches(spec, event)` decides with the trigger type's named
+checks (`CHECKS`), which app.domain.explain runs too, to say why. `index_keys(spec)` says under which
 Redis keys the task is found, so a message only ever looks at tasks that could match it.
 """
 from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from functools import cached_property
+from typing import Callable, Iterable, Iterator
 
 SPECIFIED_CUSTOMER_REPLY = "specified_customer_reply"
 CUSTOMER_REPLY = "customer_reply"
@@ -45,6 +47,7 @@ class InboundEvent:
     from_id: str | None = None
     from_name: str | None = None
     text: str | None = None  # normalised; only for text messages
+    msg_type: str | None = None  # a message's msg_type as 轻简 sent it (text, image, file, ...)
     received_at: float = 0.0  # the listener's receipt time (epoch seconds)
     event: str | None = None  # custom event name
     data: dict = field(default_factory=dict)
@@ -59,33 +62,39 @@ class InboundEvent:
         from_id = data.get("from_id")
         if not isinstance(from_id, str) or not from_id:
             raise ValueError("from_id missing")
-        text = None
-        if frame_event == "message" and data.get("msg_type", "text") == "text":
+        text = msg_type = None
+        if frame_event == "message":
+            msg_type = data.get("msg_type", "text")
+            msg_type = msg_type if isinstance(msg_type, str) else None
+        if msg_type == "text":
             content = data.get("content")
             if not isinstance(content, str):
                 raise ValueError("text message without string content")
             text = normalize(content)
-        return cls(
-            kind=frame_event,
-            msg_id=_str_or_none(data.get("msg_id")),
-            acc_id=_str_or_none(data.get("acc_id")),
-            from_id=from_id,
-            from_name=_str_or_none(data.get("from_name")),
-            text=text,
-            received_at=received_at,
-        )
+        return cls(kind=frame_event, msg_id=_str_or_none(data.get("msg_id")),
+                   acc_id=_str_or_none(data.get("acc_id")), from_id=from_id,
+                   from_name=_str_or_none(data.get("from_name")), text=text, msg_type=msg_type,
+                   received_at=received_at)
+
+    @cached_property  # computed once per event, which is matched against every candidate task
+    def message_type(self) -> str:
+        """text, image, file, ... for a message (as 轻简 named it); payment, order or custom for an event."""
+        if self.kind != "message":
+            return self.kind
+        return "text" if self.text is not None else (self.msg_type or "non-text")
 
     def as_dict(self) -> dict:
         return {
             "kind": self.kind, "msg_id": self.msg_id, "acc_id": self.acc_id,
             "from_id": self.from_id, "from_name": self.from_name, "text": self.text,
             "received_at": self.received_at, "event": self.event, "data": self.data,
+            "msg_type": self.msg_type,
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> "InboundEvent":
         return cls(**{k: d.get(k) for k in (
-            "kind", "msg_id", "acc_id", "from_id", "from_name", "text", "event")},
+            "kind", "msg_id", "acc_id", "from_id", "from_name", "text", "event", "msg_type")},
             received_at=float(d.get("received_at") or 0.0), data=d.get("data") or {})
 
 
@@ -95,15 +104,18 @@ def _str_or_none(value) -> str | None:
 
 def compile_spec(
     *, task_id: str, trigger: dict, customer_id: str | None, priority: str, created_at: float,
-    payment_keywords: Iterable[str], order_keywords: Iterable[str],
+    payment_keywords: Iterable[str], order_keywords: Iterable[str], acc_id: str | None = None,
 ) -> dict:
     """The matching-relevant part of a validated task, in a compact JSON-able form.
 
     `customer_id` is the customer every message trigger is bound to (CONTRACTS.md: `customer.id`, or
-    `trigger.customer_id` for specified_customer_reply), or None for "any customer".
+    `trigger.customer_id` for specified_customer_reply), or None for "any customer"; `acc_id` the shop
+    account the task is bound to (its messages and events only), or None for any account.
     """
     kind = trigger["type"]
     spec: dict = {"id": task_id, "t": kind, "p": PRIORITY_RANK.get(priority, 2), "ts": created_at}
+    if acc_id:
+        spec["a"] = acc_id
     if kind in MESSAGE_TRIGGERS:
         spec["c"] = trigger["customer_id"] if kind == SPECIFIED_CUSTOMER_REPLY else customer_id
         spec["lb"] = float(trigger.get("lookback_seconds") or 0)
@@ -127,26 +139,121 @@ def _unique(items: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(i for i in items if i))
 
 
+# -- the conditions of a match ----------------------------------------------------------------------
+# A check is a named function (spec, event) -> verdict: True (pass), False (fail) or NOT_APPLICABLE
+# (the task sets no such condition; truthy, so it never stops a match). `check.compared(spec, event)`
+# gives the (expected, actual) values the check compares. `matches` runs the checks of the spec's
+# trigger type in order and stops at the first failure; app.domain.explain runs all of them and says
+# what each one saw.
+NOT_APPLICABLE = "not_applicable"
+Check = Callable[[dict, InboundEvent], "bool | str"]
+
+# What fires each trigger type: a text, the payment/order event itself, a custom event; time_reach: none.
+ACCEPTS: dict[str, tuple[str, ...]] = {
+    SPECIFIED_CUSTOMER_REPLY: ("text",), CUSTOMER_REPLY: ("text",), CUSTOMER_KEYWORD: ("text",),
+    CUSTOMER_PAYMENT: ("text", "payment"), CUSTOMER_ORDER: ("text", "order"), TIME_REACH: (),
+    CUSTOM_EVENT: ("custom",),
+}
+
+
+def _condition(name: str, compared: Callable[[dict, InboundEvent], tuple]) -> Callable[[Check], Check]:
+    def named(check: Check) -> Check:
+        check.condition, check.compared = name, compared  # type: ignore[attr-defined]
+        return check
+    return named
+
+
+@_condition("message_type", lambda spec, event: (ACCEPTS.get(spec["t"], ()), event.message_type))
+def check_message_type(spec: dict, event: InboundEvent) -> bool:
+    return event.message_type in ACCEPTS.get(spec["t"], ())
+
+
+@_condition("shop", lambda spec, event: (spec.get("a"), event.acc_id))
+def check_shop(spec: dict, event: InboundEvent) -> bool | str:
+    return event.acc_id == spec["a"] if "a" in spec else NOT_APPLICABLE
+
+
+@_condition("customer_id", lambda spec, event: (spec["c"], event.from_id))
+def check_customer_id(spec: dict, event: InboundEvent) -> bool | str:
+    want = spec["c"]  # compile_spec sets it (None: any customer) for every message trigger
+    return event.from_id == want if want else NOT_APPLICABLE
+
+
+@_condition("customer_name", lambda spec, event: (spec.get("n"), event.from_name))
+def check_customer_name(spec: dict, event: InboundEvent) -> bool | str:
+    return event.from_name == spec["n"] if "n" in spec else NOT_APPLICABLE
+
+
+@_condition("keyword", lambda spec, event: (
+    {"keywords": spec["k"], "match": "exact" if spec.get("x") else "contains"}, event.text))
+def check_keyword(spec: dict, event: InboundEvent) -> bool | str:
+    """Normalised keywords against the normalised text: equal to one (exact_match) or contained."""
+    text = event.text
+    if text is None:  # a payment/order event fires its trigger by itself; nothing else without text does
+        return NOT_APPLICABLE if event.kind == EVENT_KIND_OF.get(spec["t"]) else False
+    if "x" in spec and spec["x"]:
+        return text in spec["k"]
+    for word in spec["k"]:
+        if word in text:
+            return True
+    return False
+
+
+@_condition("event_name", lambda spec, event: (spec["e"], event.event))
+def check_event_name(spec: dict, event: InboundEvent) -> bool:
+    return event.event == spec["e"]
+
+
+@_condition("event_data", lambda spec, event: (spec.get("m") or {}, event.data))
+def check_event_data(spec: dict, event: InboundEvent) -> bool | str:
+    want, data = spec.get("m"), event.data
+    if not want:
+        return NOT_APPLICABLE
+    for key, value in want.items():
+        if key not in data or not same_json(data[key], value):
+            return False
+    return True
+
+
+def within_lookback(spec: dict, event: InboundEvent) -> bool:
+    """Whether a message received before the task arrived still counts for it."""
+    return event.received_at >= spec["ts"] - spec.get("lb", 0.0)
+
+
+# Expected: lookback_seconds; actual: how long before the task the message arrived (< 0: after it).
+check_lookback = _condition(
+    "lookback", lambda spec, event: (spec.get("lb", 0.0), round(spec["ts"] - event.received_at, 3)))(within_lookback)
+
+_BY_MESSAGE = (check_message_type, check_shop, check_customer_id, check_keyword)
+CHECKS: dict[str, tuple[Check, ...]] = {
+    SPECIFIED_CUSTOMER_REPLY: (check_message_type, check_shop, check_customer_id, check_customer_name,
+                               check_keyword),
+    CUSTOMER_REPLY: _BY_MESSAGE, CUSTOMER_KEYWORD: _BY_MESSAGE,
+    CUSTOMER_PAYMENT: _BY_MESSAGE, CUSTOMER_ORDER: _BY_MESSAGE,
+    TIME_REACH: (check_message_type,),  # accepts nothing: it fires on its time
+    CUSTOM_EVENT: (check_message_type, check_shop, check_event_name, check_event_data),
+}
+
+
+# The matcher's plan, by trigger type and the message type it accepts: the checks after
+# check_message_type (a type it does not accept fails that check); an event that fires its own
+# payment/order trigger skips check_keyword, which would only say NOT_APPLICABLE.
+_PLANS: dict[str, dict[str, tuple[Check, ...]]] = {
+    kind: {accepted: tuple(c for c in CHECKS[kind][1:] if accepted == "text" or c is not check_keyword)
+           for accepted in ACCEPTS[kind]}
+    for kind in CHECKS
+}
+
+
 def matches(spec: dict, event: InboundEvent) -> bool:
-    kind = spec["t"]
-    if kind == CUSTOM_EVENT:
-        return (
-            event.kind == "custom" and event.event == spec["e"]
-            and all(k in event.data and same_json(event.data[k], v) for k, v in spec.get("m", {}).items())
-        )
-    if kind not in MESSAGE_TRIGGERS or event.kind == "custom":
+    """Every check of the trigger type passes (lookback_seconds aside: `within_lookback`)."""
+    plan = (_PLANS.get(spec["t"]) or {}).get(event.message_type)  # time_reach: accepts none
+    if plan is None:
         return False
-    if spec.get("c") and event.from_id != spec["c"]:
-        return False
-    if kind == SPECIFIED_CUSTOMER_REPLY and spec.get("n") and event.from_name != spec["n"]:
-        return False
-    if kind in EVENT_KIND_OF and event.kind == EVENT_KIND_OF[kind]:
-        return True
-    if event.kind != "message" or event.text is None:
-        return False
-    if spec.get("x"):
-        return event.text in spec["k"]
-    return any(k in event.text for k in spec["k"])
+    for check in plan:
+        if not check(spec, event):
+            return False
+    return True
 
 
 def same_json(a, b) -> bool:
@@ -160,11 +267,6 @@ def same_json(a, b) -> bool:
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
         return a == b  # 1 and 1.0 are the same JSON number
     return type(a) is type(b) and a == b
-
-
-def within_lookback(spec: dict, event: InboundEvent) -> bool:
-    """Whether a message received before the task arrived still counts for it."""
-    return event.received_at >= spec["ts"] - spec.get("lb", 0.0)
 
 
 def index_keys(spec: dict) -> list[tuple[str, str]]:

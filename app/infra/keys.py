@@ -7,9 +7,12 @@ All of them start with REDIS_PREFIX (default `tw:`), so several deployments can 
                               ce (custom event name)
   ix:kws, ix:kwlens     set   every indexed keyword, and every keyword length (the probes a text needs)
   recent:<customer>     zset  that customer's messages of the last hour (lookback); recent:* everybody's
-  seen:<msg_id>         str   a 轻简 msg_id already processed (de-duplication, 24 h)
+  ix:built              str   the index is complete (set by a full reconciliation; gone when Redis lost it)
+  seen:<source>:<msg_id> str  a msg_id already accepted from that 轻简 (de-duplication, 24 h)
+  lane:<acc>:<customer> list  the customer's actions in the order their messages arrived (app.lanes)
   qj:out                stream  sends handed to the listener; qj:queued:<req> (once per req_id),
-                              qj:result:<req> (its send_result), qj:wake:<req> (wakes the waiting worker)
+                              qj:fate:<req> (sent, or abandoned by its worker: it must never leave),
+                              qj:result:<req> (its send_result), qj:wake:<req> (wakes a waiting worker)
   hb:<process>          str   heartbeats (listener, beat)
   lock:<name>           str   locks (listener leadership per 轻简 URL, beat's sweeps)
   stats:<name>          hash  counters shared by every process (app.stats)
@@ -25,6 +28,7 @@ class Keys:
         self.keywords = f"{prefix}ix:kws"
         self.keyword_lengths = f"{prefix}ix:kwlens"
         self.index_pattern = f"{prefix}ix:*"
+        self.index_built = f"{prefix}ix:built"
         self.send_stream = f"{prefix}qj:out"
         self.callback_flush_queued = f"{prefix}callbacks:flush-queued"
 
@@ -35,8 +39,14 @@ class Keys:
         """A customer's recent messages, or everybody's (`None`)."""
         return f"{self.prefix}recent:{customer_id if customer_id else '*'}"
 
-    def seen(self, msg_id: str) -> str:
-        return f"{self.prefix}seen:{msg_id}"
+    def seen(self, source: str, msg_id: str) -> str:
+        return f"{self.prefix}seen:{source}:{msg_id}"
+
+    def lane(self, acc_id: str | None, customer_id: str) -> str:
+        return f"{self.prefix}lane:{acc_id or ''}:{customer_id}"
+
+    def send_fate(self, req_id: str) -> str:
+        return f"{self.prefix}qj:fate:{req_id}"
 
     def send_queued(self, req_id: str) -> str:
         return f"{self.prefix}qj:queued:{req_id}"

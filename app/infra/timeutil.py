@@ -1,4 +1,4 @@
-"""Time at the edges: stored times are naive UTC, wire times are ISO 8601 with an offset."""
+"""The clock, and stored times (naive UTC) shown or counted (parsing wire times is app.domain.times)."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -9,30 +9,11 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
-def to_utc_naive(moment: datetime, default_zone: str) -> datetime:
-    """A wire time to the stored form; a time without an offset is read in `default_zone`."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=ZoneInfo(default_zone))
-    return moment.astimezone(timezone.utc).replace(tzinfo=None)
-
-
 def iso(moment: datetime | None, zone: str = "Asia/Shanghai") -> str | None:
     """A stored time as ISO 8601 with the offset of `zone`."""
     if moment is None:
         return None
     return moment.replace(tzinfo=timezone.utc).astimezone(ZoneInfo(zone)).isoformat(timespec="milliseconds")
-
-
-def parse_wire_time(text: str) -> datetime:
-    """`YYYY-MM-DD HH:MM:SS` or ISO 8601 (a trailing Z included); raises ValueError."""
-    text = text.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    moment = datetime.fromisoformat(text)
-    # Near the ends of datetime's range a zone shift or a deadline would overflow; no task lives there.
-    if not 1970 <= moment.year <= 9998:
-        raise ValueError(f"year {moment.year} is out of range (1970-9998)")
-    return moment
 
 
 def epoch(moment: datetime) -> float:

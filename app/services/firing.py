@@ -1,17 +1,22 @@
-"""From an inbound event to claimed tasks: look candidates up, match, claim, hand the action on."""
+"""From inbound events to fired tasks: look candidates up, match, claim the winners, start their actions.
+
+The listener hands events over in batches (one Celery message per burst). A batch's winners are claimed
+in one transaction (`waiting -> running`, a CAS: whoever's update hits wins), which also marks the
+batch's messages matched in SQL with what each fired. Their actions start right away without a second
+Celery hop, each in its customer's lane (app.lanes), so sends to one customer leave in the order the
+messages arrived.
+"""
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 import redis
 from sqlalchemy import select
 
-from app import queueing, runtime, stats
+from app import runtime, stats
 from app.domain import states
 from app.domain.triggers import (
     MESSAGE_TRIGGERS,
-    PRIORITY_RANK,
     InboundEvent,
     firing_order,
     matches,
@@ -19,27 +24,41 @@ from app.domain.triggers import (
 )
 from app.infra.db import session_scope
 from app.infra.timeutil import utcnow
+from app.lanes import Lanes
 from app.models import Task
+from app.services import actions, inbound
 from app.state import tasks as task_states
 
 log = logging.getLogger(__name__)
-PRIORITY_NAMES = {rank: name for name, rank in PRIORITY_RANK.items()}
 
 
-def process_event(event: InboundEvent) -> list[str]:
-    """Fire every waiting task this event matches, in priority order; returns the ids it fired."""
-    specs = runtime.current().registry.candidates(event)
-    hits = [
-        spec for spec in firing_order(specs)
-        if matches(spec, event) and (spec["t"] not in MESSAGE_TRIGGERS or within_lookback(spec, event))
-    ]
-    won = [spec for spec in hits if claim(spec["id"], event, spec=spec)]
-    # One after another, in firing order (CONTRACTS.md §1: "they run in priority order"): as separate
-    # actions they would race on the worker pool. A link lost on the way is re-driven by beat when its
-    # claim's lease lapses, so one slow action never holds the others back for longer than a lease.
-    queueing.enqueue_actions([(spec["id"], PRIORITY_NAMES.get(spec["p"], "normal")) for spec in won])
-    stats.incr("match", "events")
-    return [spec["id"] for spec in won]
+def process_batch(arrivals: list[dict]) -> list[str]:
+    """Fire every waiting task the batch's events match, in arrival order and, per event, in priority
+    order; returns the ids fired. An arrival is `{"event": InboundEvent.as_dict(), "inbound_id": row id,
+    "lane": [acc_id, customer_id], "mark": the message's lane entry}` (all but `event` optional).
+
+    While the index is being rebuilt (Redis restarted empty) nothing is matched: the messages stay
+    unmatched in SQL and beat hands them over again once the index is complete."""
+    rt = runtime.current()
+    if not rt.registry.is_built():
+        log.warning("index not complete yet (Redis restarted?): %d events wait to be matched again",
+                    len(arrivals), extra={"event": "index_incomplete"})
+        return []
+    taken: set[str] = set()
+    plans = []
+    for arrival in arrivals:
+        event = InboundEvent.from_dict(arrival["event"])
+        hits = [spec for spec in firing_order(rt.registry.candidates(event))
+                if spec["id"] not in taken and matches(spec, event)
+                and (spec["t"] not in MESSAGE_TRIGGERS or within_lookback(spec, event))]
+        taken.update(spec["id"] for spec in hits)
+        plans.append((arrival, event, [spec["id"] for spec in hits]))
+    won, token = _claim({task_id: triggered_by(event) for _, event, ids in plans for task_id in ids},
+                        {a["inbound_id"]: ids for a, _, ids in plans if a.get("inbound_id")})
+    fired = [[task_id for task_id in ids if task_id in won] for _, _, ids in plans]
+    _start_in_lanes([(a, ids) for (a, _, _), ids in zip(plans, fired)], token)
+    stats.incr("match", "events", len(arrivals))
+    return [task_id for ids in fired for task_id in ids]
 
 
 def triggered_by(event: InboundEvent) -> dict:
@@ -48,33 +67,49 @@ def triggered_by(event: InboundEvent) -> dict:
             "received_at": event.received_at}
 
 
-def claim(task_id: str, event: InboundEvent | None, spec: dict | None = None) -> bool:
-    """waiting -> running for whoever gets there first; the winner enqueues the action, unless the
-    caller passes the task's index `spec` (process_event: it enqueues its winners together).
-
-    The claim carries a lease: if the action is never run (the winner died before enqueueing, or the
-    worker died mid-action), beat sees the lapsed lease and enqueues it again.
-    """
+def _claim(by: dict[str, dict], matched: dict[int, list[str]]) -> tuple[set[str], str]:
+    """`waiting -> running` for every task in `by` (task id -> what fired it), in one transaction with the
+    messages' matched marks; returns the winners and the lease token they were claimed under."""
     rt = runtime.current()
-    now = utcnow()
-    by = triggered_by(event) if event is not None else {"kind": "time"}
+    now, token = utcnow(), actions.new_token()
     with session_scope() as session:
-        moved = task_states.move(
-            session, task_id, states.RUNNING, detail={"triggered_by": by},
-            values={"triggered_at": now, "triggered_by": by, "lease_owner": None,
-                    "lease_expires_at": now + timedelta(seconds=rt.settings.action_lease_seconds)}, now=now,
-        )
-        priority = session.scalar(select(Task.priority).where(Task.task_id == task_id)) \
-            if moved.won and spec is None else None
-    if moved.won or moved.previous != states.PENDING:
-        rt.registry.discard(task_id, spec)  # fired, or a stale index entry of a task that no longer waits
-    if not moved.won:
-        return False
-    log.info("task %s fired by %s", task_id, by.get("msg_id") or by["kind"],
-             extra={"task_id": task_id, "event": "fired"})
-    if spec is None:
-        queueing.enqueue_action(task_id, priority)
-    return True
+        won = set(task_states.move_many(
+            session, list(by), states.WAITING, states.RUNNING,
+            values={"triggered_at": now, "lease_owner": token, "lease_expires_at": now + actions.lease()},
+            per_task={task_id: {"triggered_by": fired_by} for task_id, fired_by in by.items()}, now=now))
+        inbound.mark_matched(session, {row: [t for t in ids if t in won] for row, ids in matched.items()}, now)
+        lost = [task_id for task_id in by if task_id not in won]
+        stale = list(session.scalars(select(Task.task_id).where(Task.task_id.in_(lost),
+                                                                Task.status != states.PENDING))) if lost else []
+    for task_id in won:
+        log.info("task %s fired by %s", task_id, by[task_id].get("msg_id") or by[task_id]["kind"],
+                 extra={"task_id": task_id, "event": "fired"})
+    rt.registry.discard_many([*won, *stale])  # fired, or stale entries of tasks that no longer wait
+    return won, token
+
+
+def _start_in_lanes(fired: list[tuple[dict, list[str]]], token: str) -> None:
+    """Each message's place in its customer's lane goes to the tasks it fired; the heads start now.
+    Tasks fired by an event without a lane entry (a custom event, a message matched again) queue at the
+    tail of their recipient's lane."""
+    rt = runtime.current()
+    owned = {task_id: token for _, ids in fired for task_id in ids}
+    with_lane = [(tuple(a["lane"]), a["mark"], ids) for a, ids in fired if a.get("lane") and a.get("mark")]
+    heads = Lanes(rt.redis, rt.keys).resolve(with_lane) if with_lane else []
+    queued = [task_id for a, ids in fired if not (a.get("lane") and a.get("mark")) for task_id in ids]
+    if heads:
+        actions.start(heads, owned)
+    if queued:
+        actions.queue(queued, owned)
+
+
+def claim(task_id: str, event: InboundEvent | None) -> bool:
+    """Fire one task (a catch-up, an operator's retry): `waiting -> running` for whoever gets there first;
+    the winner's action queues in its customer's lane."""
+    won, token = _claim({task_id: triggered_by(event) if event is not None else {"kind": "time"}}, {})
+    if won:
+        actions.queue([task_id], {task_id: token})
+    return bool(won)
 
 
 def catch_up(spec: dict) -> None:

@@ -7,15 +7,17 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
+import redis
 from sqlalchemy.exc import IntegrityError
 
 from app import runtime
 from app.domain import states
+from app.domain.times import parse_wire_time, to_utc_naive
 from app.domain.triggers import SPECIFIED_CUSTOMER_REPLY, TIME_REACH
 from app.infra.db import session_scope
-from app.infra.timeutil import parse_wire_time, to_utc_naive, utcnow
+from app.infra.timeutil import utcnow
 from app.models import Task
-from app.services import registration
+from app.services import firing, registration
 from app.state import tasks as task_states
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,7 @@ class Received:
     task_id: str
     status: str
     created: bool
+    rearmed: bool = False  # a cancelled task received again unchanged listens again
 
 
 def body_hash(body: dict) -> str:
@@ -65,20 +68,41 @@ def receive(body: dict, data: dict) -> Received:
         if repeat is None:
             raise
         return repeat
+    spec = registration.spec_of(task)
+    indexed = _index_first(spec)
     try:
         with session_scope() as session:
-            session.add(task)
-            session.flush()
-            task_states.record(session, task_id, "received", {"created_by": task.created_by},
-                                 now=task.created_at)
+            task_states.store_new(session, task, listening=bool(indexed))
     except IntegrityError:  # the id is taken: a repeat (or a conflict), judged outside that transaction
+        if indexed == "added":
+            rt.registry.discard(task_id, spec)  # ours, for an id that turned out to be another task's
         with session_scope() as session:
             existing = session.get(Task, task_id)
         return _same_or_conflict(existing, digest)
+    except BaseException:
+        if indexed == "added":
+            rt.registry.discard(task_id, spec)  # nothing was stored: nothing may be listening
+        raise
     log.info("task %s received (%s, %s)", task_id, task.trigger_type, task.action_type,
              extra={"task_id": task_id, "event": "received"})
-    status = registration.activate(task_id, registration.spec_of(task))
-    return Received(task_id, status, True)
+    if not indexed:
+        return Received(task_id, registration.activate(task_id, spec), True)
+    firing.catch_up(spec)
+    return Received(task_id, states.WAITING, True)
+
+
+def _index_first(spec: dict) -> str | None:
+    """Put a new task into the Redis index before it is stored, so it is stored already listening (one
+    transaction). `added` or `same` (an equal entry left by a request that died): stored as waiting.
+    None (another task's entry, or Redis away): stored as pending, then registered the usual way, or by
+    the reconciler."""
+    try:
+        outcome = runtime.current().registry.register_new(spec)
+    except redis.RedisError:
+        log.warning("task %s: Redis unavailable; stored as pending, the reconciler will register it", spec["id"],
+                    extra={"task_id": spec["id"], "event": "register_failed"})
+        return None
+    return outcome if outcome in ("added", "same") else None
 
 
 def repeat_of(body: dict) -> Received | None:
@@ -103,7 +127,27 @@ def _same_or_conflict(existing: Task, digest: str) -> Received:
         # Stored, but registration never finished (Redis or the database went away mid-request):
         # the repeat finishes it now rather than waiting for the reconciler.
         return Received(existing.task_id, registration.activate(existing.task_id), False)
+    if existing.status == states.CANCELLED:
+        return _rearm(existing)
     return Received(existing.task_id, existing.status, False)
+
+
+def _rearm(task: Task) -> Received:
+    """The legacy manual retry (seed 001: 取消任务后重新下发): a cancelled task received again unchanged
+    listens again, from now, with a new deadline; its history is kept."""
+    now = utcnow()
+    start = max(now, task.due_at) if task.due_at else now
+    with session_scope() as session:
+        moved = task_states.move(session, task.task_id, states.WAITING, only_from={states.CANCELLED}, operator=True,
+                                 detail={"rearmed": True, "by": "天网"}, now=now,
+                                 values={"expires_at": start + timedelta(hours=task.timeout_hours), "armed_at": now,
+                                         "error_message": None})
+    if not moved.won:  # re-armed by a request racing this one, or moved meanwhile
+        return Received(task.task_id, moved.previous, False)
+    log.info("task %s re-armed: received again after it was cancelled", task.task_id,
+             extra={"task_id": task.task_id, "event": "rearmed"})
+    registration.register_waiting(task.task_id)
+    return Received(task.task_id, states.WAITING, False, rearmed=True)
 
 
 def _new_task(data: dict, body: dict, digest: str, settings) -> Task:
@@ -138,11 +182,12 @@ def _new_task(data: dict, body: dict, digest: str, settings) -> Task:
     )
 
 
-def cancel(task_id: str, reason: str | None) -> str:
-    """Cancel a pending or waiting task; raises TaskNotFound, or Conflict with the current status."""
+def cancel(task_id: str, reason: str | None, actor: str = "api") -> str:
+    """Cancel a pending or waiting task (`actor`: who asked: "api" for 天网, an operator's name for the
+    console); raises TaskNotFound, or Conflict with the current status."""
     with session_scope() as session:
         moved = task_states.move(
-            session, task_id, states.CANCELLED, error=None, detail={"reason": reason},
+            session, task_id, states.CANCELLED, error=None, detail={"reason": reason, "by": actor},
             values={"error_message": f"cancelled: {reason}" if reason else "cancelled"},
         )
     if not moved.won:

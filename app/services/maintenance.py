@@ -1,8 +1,7 @@
-"""Beat's sweeps: due timers, deadlines, lapsed leases, overdue callbacks, index reconciliation."""
+"""Beat's sweeps: due timers, deadlines, lapsed leases and due retries, overdue callbacks, lost matches."""
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 from sqlalchemy import select
 
@@ -12,18 +11,19 @@ from app.domain.triggers import PRIORITY_RANK, TIME_REACH
 from app.infra.db import session_scope
 from app.infra.timeutil import utcnow
 from app.models import Task
-from app.services import callbacks
+from app.services import actions, callbacks, inbound
 from app.state import tasks as task_states
 
 log = logging.getLogger(__name__)
 BATCH = 1000
+MATCH_REDRIVE_SECONDS = 15.0  # a message not matched this long after it was handed over is handed over again
 
 
 def fire_due_timers(limit: int = BATCH) -> int:
-    """Claim every waiting time_reach task whose time has come, in one CAS, and enqueue the winners
-    (urgent first, then the earliest)."""
+    """Claim every waiting time_reach task whose time has come, in one CAS, and start the winners'
+    actions right here (urgent first, then the earliest), each in its customer's lane."""
     rt = runtime.current()
-    now = utcnow()
+    now, token = utcnow(), actions.new_token()
     with session_scope() as session:
         due = session.execute(
             select(Task.task_id, Task.priority).where(
@@ -33,13 +33,13 @@ def fire_due_timers(limit: int = BATCH) -> int:
             return 0
         won = set(task_states.move_many(
             session, [task_id for task_id, _ in due], states.WAITING, states.RUNNING,
-            values={"triggered_at": now, "triggered_by": {"kind": "time"}, "lease_owner": None,
-                    "lease_expires_at": now + timedelta(seconds=rt.settings.action_lease_seconds)},
+            values={"triggered_at": now, "triggered_by": {"kind": "time"}, "lease_owner": token,
+                    "lease_expires_at": now + actions.lease()},
             detail={"triggered_by": {"kind": "time"}}, now=now))
     rt.registry.discard_many(won)
-    winners = [row for row in due if row[0] in won]
-    for task_id, priority in sorted(winners, key=lambda row: PRIORITY_RANK.get(row[1], 2)):
-        queueing.enqueue_action(task_id, priority)
+    winners = [task_id for task_id, priority in sorted(due, key=lambda row: PRIORITY_RANK.get(row[1], 2))
+               if task_id in won]
+    actions.queue(winners, {task_id: token for task_id in winners})
     return len(winners)
 
 
@@ -58,31 +58,53 @@ def expire_deadlines(limit: int = BATCH) -> int:
 
 
 def redrive_lapsed_leases(limit: int = BATCH) -> int:
-    """Running tasks whose worker died (or whose action was never enqueued): enqueue them again.
-
-    Each re-drive pushes the lease forward, so one lapse causes one re-drive, not one per sweep.
-    """
-    rt = runtime.current()
+    """Running tasks whose lease expired: a retry that is due, or an action whose worker (or answer) was
+    lost. Each is handed to `actions.resume` once: the lease is pushed forward first (a CAS on the expiry
+    seen), so one lapse is one re-drive, however many beats sweep."""
     now = utcnow()
-    lease = timedelta(seconds=rt.settings.action_lease_seconds)
+    lease = actions.lease()
     with session_scope() as session:
         lapsed = session.execute(
-            select(Task.task_id, Task.priority, Task.lease_expires_at).where(
+            select(Task.task_id, Task.lease_owner, Task.lease_expires_at).where(
                 Task.status == states.RUNNING, Task.lease_expires_at < now).limit(limit)).all()
-    count = 0
-    for task_id, priority, seen in lapsed:
-        with session_scope() as session:
-            ours = task_states.update_running(
-                session, task_id, where=(Task.lease_expires_at == seen,),
-                lease_owner=None, lease_expires_at=now + lease)
-            if ours:
-                task_states.record(session, task_id, "redrive", {"lease_expired_at": str(seen)})
-        if ours:
+    ours = []
+    with session_scope() as session:
+        for task_id, owner, seen in lapsed:
+            if task_states.update_running(session, task_id, where=(Task.lease_expires_at == seen,),
+                                          lease_expires_at=now + lease):
+                retry = owner == actions.RETRY_OWNER
+                task_states.record(session, task_id, "retry_due" if retry else "redrive",
+                                   None if retry else {"lease_expired_at": str(seen)}, now=now)
+                ours.append((task_id, retry))
+    for task_id, retry in ours:
+        if not retry:
             log.warning("task %s: lease lapsed, re-driving its action", task_id,
                         extra={"task_id": task_id, "event": "redrive"})
-            queueing.enqueue_action(task_id, priority)
-            count += 1
-    return count
+    if ours:
+        queueing.enqueue_resume([task_id for task_id, _ in ours])
+    return len(ours)
+
+
+def redrive_lost_matches(older_than: float = MATCH_REDRIVE_SECONDS) -> int:
+    """Inbound messages handed to matching but never matched (a worker killed with them, the broker lost
+    them, or the index was incomplete): handed over again, in one batch."""
+    if not runtime.current().registry.is_built():
+        return 0  # they would find nothing yet; the reconciliation that completes the index calls this
+    lost = inbound.unmatched(older_than)
+    if lost:
+        log.warning("%d inbound messages were not matched; handing them to matching again", len(lost),
+                    extra={"event": "match_redrive"})
+        queueing.enqueue_match([{"event": event.as_dict(), "inbound_id": row_id,
+                                 **_lane_of(event)} for row_id, event in lost])
+    return len(lost)
+
+
+def _lane_of(event) -> dict:
+    """The lane entry the listener gave a message (its msg_id), so a re-driven match takes its place."""
+    if event.kind == "custom" or not event.from_id or not event.msg_id:
+        return {}
+    acc_id = event.acc_id or runtime.current().settings.qingjian_default_acc_id
+    return {"lane": [acc_id, event.from_id], "mark": event.msg_id.replace("|", "_")}
 
 
 def wake_due_callbacks() -> int:

@@ -1,6 +1,7 @@
 """Putting tasks into the Redis index, taking them out, and rebuilding the index from SQL."""
 from __future__ import annotations
 
+import json
 import logging
 
 import redis
@@ -23,8 +24,9 @@ def spec_of(task: Task) -> dict:
     customer = (task.raw or {}).get("customer") or {}
     return compile_spec(
         task_id=task.task_id, trigger=task.trigger, customer_id=customer.get("id") or None,
-        priority=task.priority, created_at=epoch(task.created_at),
+        priority=task.priority, created_at=epoch(task.armed_at or task.created_at),
         payment_keywords=settings.payment_keywords, order_keywords=settings.order_keywords,
+        acc_id=task.acc_id,  # the task's own shop only: QINGJIAN_DEFAULT_ACC_ID says where to send from
     )
 
 
@@ -52,15 +54,29 @@ def activate(task_id: str, spec: dict | None = None) -> str:
     return states.WAITING
 
 
+def register_waiting(task_id: str) -> None:
+    """A task an operator put back to waiting: into the index, then catch up on what it missed since."""
+    with session_scope() as session:
+        spec = spec_of(session.get(Task, task_id))
+    try:
+        runtime.current().registry.register(spec)
+    except redis.RedisError:
+        log.warning("task %s waits but is not in the index yet: Redis unavailable, the reconciler will add it",
+                    task_id, extra={"task_id": task_id, "event": "register_failed"})
+        return
+    firing.catch_up(spec)
+
+
 def reconcile(batch: int = 1000, full: bool = False) -> dict:
-    """Make the index match SQL: register every pending/waiting task, drop everything else.
+    """Make the index match SQL: register every pending/waiting task (again, if its entry was compiled
+    by an older version of the matcher), drop everything else; then mark the index complete.
 
     Pending tasks (stored, never registered: Redis was down, or the web process died) are
     registered and moved to waiting. Returns counts of what was done.
     """
     rt = runtime.current()
     registry = rt.registry
-    added = dropped = activated = 0
+    added = dropped = activated = refreshed = 0
     if full:
         registry.clear()
     # SQL -> Redis, in pages by primary key so a million waiting tasks never sit in memory at once.
@@ -81,6 +97,10 @@ def reconcile(batch: int = 1000, full: bool = False) -> dict:
             elif raw is None:
                 registry.register(spec_of(task))
                 added += 1
+            elif (spec := spec_of(task)) != (stale := json.loads(raw)):
+                registry.unregister(task.task_id, stale)
+                registry.register(spec)
+                refreshed += 1
     # Redis -> SQL: drop what no longer waits.
     for ids in registry.registered_ids(batch):
         with session_scope() as session:
@@ -91,10 +111,11 @@ def reconcile(batch: int = 1000, full: bool = False) -> dict:
             if task_id not in waiting:
                 registry.unregister(task_id)
                 dropped += 1
-    if added or dropped or activated:
-        log.info("reconciled index: %d registered, %d dropped, %d activated", added, dropped, activated,
-                 extra={"event": "reconcile"})
-    return {"registered": added, "dropped": dropped, "activated": activated}
+    registry.mark_built()
+    if added or dropped or activated or refreshed:
+        log.info("reconciled index: %d registered, %d refreshed, %d dropped, %d activated", added, refreshed,
+                 dropped, activated, extra={"event": "reconcile"})
+    return {"registered": added, "refreshed": refreshed, "dropped": dropped, "activated": activated}
 
 
 def index_drift() -> int:

@@ -63,14 +63,18 @@ def move(
     error: str | None = None,
     result: dict | None = None,
     where: tuple = (),
+    history: list[tuple[str, dict | None]] = (),
+    operator: bool = False,
     now: datetime | None = None,
 ) -> Moved:
     """Move `task_id` to `target` if its current status allows it (and is in `only_from`, if given).
 
     `values` are extra columns written by the same UPDATE; `where` extra conditions of the CAS
-    (e.g. that this worker still holds the lease). Raises TaskNotFound for an unknown id.
+    (e.g. that this worker still holds the lease); `history` lines (kind, detail) that led to the move,
+    written before its own line when it wins; `operator`: one of the operator's moves out of a finished
+    status (retry, re-arm), not an ordinary one. Raises TaskNotFound for an unknown id.
     """
-    allowed = states.sources(target)
+    allowed = states.sources(target, operator=operator)
     if only_from is not None:
         allowed = allowed & frozenset(only_from)
     now = now or utcnow()
@@ -83,11 +87,15 @@ def move(
         row_values.setdefault("completed_at", now)
         row_values.setdefault("lease_owner", None)
         row_values.setdefault("lease_expires_at", None)
+    elif operator:
+        row_values.setdefault("completed_at", None)
     swap = swap_status(session, Task, task_id, allowed, row_values, where)
     if swap.previous is None:
         raise TaskNotFound(task_id)
     if not swap.won:
         return Moved(False, swap.previous)
+    for kind, line in history:
+        record(session, task_id, kind, line, now=now)
     session.add(TaskEvent(
         task_id=task_id, at=now, kind="status", from_status=swap.previous, to_status=target,
         detail={**(detail or {}), **({"error": error} if error else {})} or None,
@@ -99,6 +107,18 @@ def move(
     return Moved(True, swap.previous, event_id)
 
 
+def store_new(session: Session, task: Task, *, listening: bool) -> None:
+    """A new task's row and its first history lines: `received`, and, when it is in the Redis index
+    already (`listening`), `pending -> waiting` in the same transaction."""
+    task.status = states.WAITING if listening else states.PENDING
+    session.add(task)
+    session.flush()  # the id is taken: IntegrityError here, before any history is written
+    record(session, task.task_id, "received", {"created_by": task.created_by}, now=task.created_at)
+    if listening:
+        session.add(TaskEvent(task_id=task.task_id, at=task.created_at, kind="status", from_status=states.PENDING,
+                              to_status=states.WAITING))
+
+
 def move_many(
     session: Session,
     task_ids: list[str],
@@ -108,13 +128,16 @@ def move_many(
     values: dict | None = None,
     error: str | None = None,
     detail: dict | None = None,
+    per_task: dict[str, dict] | None = None,
     now: datetime | None = None,
 ) -> list[str]:
     """`move` for a batch that all leave the same `source` status: one CAS statement for all of them.
 
     `UPDATE … WHERE task_id IN (…) AND status = :source RETURNING task_id` returns exactly the rows this
-    call won; each winner gets its history row and outbox row as with `move`. Beat's sweeps use it so
-    a thousand timers due in one second are one statement, not a thousand.
+    call won; each winner gets its history row and outbox row as with `move`. Beat's sweeps and matching
+    use it so a thousand timers due in one second, or a burst of messages, are one statement, not a
+    thousand. `per_task` holds columns of each task's own (what fired it), written to the winners by
+    primary key and added to their history line.
     """
     if source not in states.sources(target):
         raise states.InvalidTransition(f"{source} -> {target}")
@@ -130,10 +153,13 @@ def move_many(
         update(Task).where(Task.task_id.in_(task_ids), Task.status == source)
         .values(**row_values).returning(Task.task_id)
         .execution_options(synchronize_session=False)))
-    details = {**(detail or {}), **({"error": error} if error else {})} or None
+    if per_task and won:
+        session.execute(update(Task).execution_options(synchronize_session=False),
+                        [{"task_id": task_id, **per_task[task_id]} for task_id in won])
+    details = {**(detail or {}), **({"error": error} if error else {})}
     for task_id in won:
         session.add(TaskEvent(task_id=task_id, at=now, kind="status", from_status=source, to_status=target,
-                              detail=details))
+                              detail={**details, **(per_task or {}).get(task_id, {})} or None))
         if target in states.CALLBACK_ON:
             _add_callback(session, task_id, target, error, None, now)
     if won:

@@ -63,12 +63,27 @@ def test_same_id_same_body_is_200_with_current_status_and_nothing_twice(client, 
     assert receive(client, reordered)["data"] == {"task_id": task_id, "status": "waiting"}
     assert counts() == before == {"tasks": 1, "task_events": 2, "callback_outbox": 0}
     assert rdb.hget("tw:spec", task_id) == spec
-    # After a cancel, a repeat answers the current status, and still does nothing.
+    # After a cancel, the same body again re-arms the task (the legacy manual retry, 取消任务后重新下发):
+    # it listens again, its history kept and one line longer; the answer says so.
     assert_envelope(client.post("/api/task/cancel", json={"task_id": task_id}), 200)
-    after_cancel = counts()
-    assert receive(client, body)["data"] == {"task_id": task_id, "status": "cancelled"}
-    assert counts() == after_cancel
     assert not rdb.hexists("tw:spec", task_id)
+    after_cancel = counts()
+    rearmed = receive(client, body)
+    assert rearmed["data"] == {"task_id": task_id, "status": "waiting"}
+    assert "重新" in rearmed["message"] and rearmed["message"] != again_message(client, body)
+    assert counts() == {**after_cancel, "task_events": after_cancel["task_events"] + 1}
+    assert rdb.hget("tw:spec", task_id) is not None
+    moves = [(e["from_status"], e["to_status"]) for e in client.get(f"/api/task/{task_id}/events").get_json()
+             ["data"]["events"] if e["kind"] == "status"]
+    assert moves == [("pending", "waiting"), ("waiting", "cancelled"), ("cancelled", "waiting")]
+    # And then a repeat is a repeat again: nothing done twice.
+    assert receive(client, body)["data"] == {"task_id": task_id, "status": "waiting"}
+    assert counts() == {**after_cancel, "task_events": after_cancel["task_events"] + 1}
+
+
+def again_message(client, body) -> str:
+    """The message of a plain repeat's answer."""
+    return client.post("/api/task/receive", json=body).get_json()["message"]
 
 
 @pytest.mark.parametrize("change", [

@@ -227,7 +227,7 @@ def test_send_message_action(live):
     customer = uid("c")
     task_id = post(live, {"type": "customer_reply", "keyword": "在吗"}, action=msg("在的，请讲"),
                    customer=customer, acc_id="shop_009")
-    live.qingjian.say(customer, "在吗", acc_id="shop_001")
+    live.qingjian.say(customer, "在吗", acc_id="shop_009")  # a task naming acc_id hears only that shop
     done = live.wait_status(task_id, "completed")
     sends = live.qingjian.sent_to(customer)
     assert len(sends) == 1

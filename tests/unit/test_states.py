@@ -74,3 +74,26 @@ def test_callbacks_on_running_and_every_terminal_status():
     # "POST $TIANWANG_CALLBACK_URL on every move to running and to a terminal status"
     assert set(states.CALLBACK_ON) == {"running"} | TERMINAL
     assert "pending" not in states.CALLBACK_ON and "waiting" not in states.CALLBACK_ON
+
+
+# The operator's moves (CONTRACTS.md §1: POST /api/task/retry; a task received again after a cancel).
+OPERATOR_MOVES = {("failed", "running"), ("timeout", "waiting"), ("cancelled", "waiting")}
+
+
+@pytest.mark.parametrize("current,target", list(itertools.product(ALL, ALL)))
+def test_operator_moves_are_exactly_retry_and_rearm(current, target):
+    try:
+        allowed = current in states.sources(target, operator=True)
+    except states.InvalidTransition:
+        allowed = False
+    assert allowed is ((current, target) in OPERATOR_MOVES)
+
+
+def test_no_ordinary_move_leaves_a_finished_status():
+    """A claim or a finish can never take a finished task out of its end: only an operator can."""
+    for target in ALL:
+        try:
+            ordinary = states.sources(target)
+        except states.InvalidTransition:
+            continue
+        assert not ordinary & TERMINAL

@@ -1,5 +1,6 @@
-"""Property tests: `matches()` agrees with a plain reference reading of CONTRACTS.md §1, and the index
-(`index_keys` + `substrings`) never loses a task that `matches` would fire."""
+"""Property tests: `matches()` agrees with a plain reference reading of CONTRACTS.md §1, the index
+(`index_keys` + `substrings`) never loses a task that `matches` would fire, and the explanation
+(app.domain.explain) says "fires" exactly when the matcher does."""
 from __future__ import annotations
 
 import unicodedata
@@ -7,7 +8,9 @@ import unicodedata
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from app.domain import explain as ex
 from app.domain.triggers import (
+    MESSAGE_TRIGGERS,
     InboundEvent,
     compile_spec,
     firing_order,
@@ -25,6 +28,7 @@ ORDER_DEFAULTS = ("已下单", "下单了", "拍了")
 ALPHABET = ["a", "A", "Ａ", "ａ", "b", "好", "的", " ", "\u3000", "已", "付", "款", "拍", "了"]
 CUSTOMERS = ["c1", "c2"]
 NAMES = ["小明", "小红"]
+SHOPS = ["shop_A", "shop_B"]
 
 PROFILE = settings(max_examples=400, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -36,11 +40,13 @@ def norm(s: str) -> str:
     return unicodedata.normalize("NFKC", s).strip().casefold()
 
 
-def reference_fires(trigger: dict, task_customer: str | None, ev: dict) -> bool:
-    """Does a task with `trigger` (and task-level customer.id `task_customer`) fire on inbound `ev`?"""
+def reference_fires(trigger: dict, task_customer: str | None, ev: dict, task_acc: str | None = None) -> bool:
+    """Does a task with `trigger` (task-level customer.id `task_customer`, acc_id `task_acc`) fire on `ev`?"""
     ttype = trigger["type"]
     if ttype == "time_reach":
         return False  # fires on its time only, never on an inbound event
+    if task_acc is not None and ev["acc_id"] != task_acc:
+        return False  # a task that names acc_id fires only on messages and events of that account
     if ttype == "custom_event":
         if ev["kind"] != "custom" or ev["event"] != trigger["event"]:
             return False
@@ -118,7 +124,8 @@ def triggers(draw):
 def wire_events(draw):
     kind = draw(st.sampled_from(["message", "message", "message", "payment", "order", "custom"]))
     ev = {"kind": kind, "from_id": draw(st.sampled_from(CUSTOMERS)),
-          "from_name": draw(st.sampled_from(NAMES + [None])), "received_at": 1000.0}
+          "from_name": draw(st.sampled_from(NAMES + [None])), "acc_id": draw(st.sampled_from(SHOPS + [None])),
+          "received_at": 1000.0}
     if kind == "message":
         ev["msg_type"] = draw(st.sampled_from(["text", "text", "text", "image"]))
         ev["content"] = draw(texts)
@@ -131,8 +138,9 @@ def wire_events(draw):
 def to_event(ev: dict) -> InboundEvent:
     if ev["kind"] == "custom":
         return InboundEvent(kind="custom", event=ev["event"], from_id=ev["from_id"], data=ev["data"],
-                            received_at=ev["received_at"])
-    data = {"msg_id": "m-1", "acc_id": "shop", "from_id": ev["from_id"], "from_name": ev["from_name"]}
+                            acc_id=ev.get("acc_id"), received_at=ev["received_at"])
+    data = {"msg_id": "m-1", "acc_id": ev.get("acc_id", "shop"), "from_id": ev["from_id"],
+            "from_name": ev["from_name"]}
     if ev["kind"] == "message":
         data.update(msg_type=ev["msg_type"], content=ev["content"])
     return InboundEvent.from_wire(ev["kind"], data, ev["received_at"])
@@ -141,19 +149,21 @@ def to_event(ev: dict) -> InboundEvent:
 def compile_(trigger: dict, task_customer: str | None, **kw) -> dict:
     return compile_spec(task_id=kw.get("task_id", "T"), trigger=trigger, customer_id=task_customer,
                         priority=kw.get("priority", "normal"), created_at=kw.get("created_at", 1000.0),
-                        payment_keywords=PAYMENT_DEFAULTS, order_keywords=ORDER_DEFAULTS)
+                        payment_keywords=PAYMENT_DEFAULTS, order_keywords=ORDER_DEFAULTS,
+                        acc_id=kw.get("acc_id"))
 
 
 task_customers = st.sampled_from([None, "c1", "c2"])
+task_accs = st.sampled_from([None, "shop_A", "shop_B"])
 
 
 # -- properties ----------------------------------------------------------------------------------
 
 @PROFILE
-@given(trigger=triggers(), task_customer=task_customers, ev=wire_events())
-def test_matches_agrees_with_reference(trigger, task_customer, ev):
-    spec = compile_(trigger, task_customer)
-    assert matches(spec, to_event(ev)) is reference_fires(trigger, task_customer, ev)
+@given(trigger=triggers(), task_customer=task_customers, task_acc=task_accs, ev=wire_events())
+def test_matches_agrees_with_reference(trigger, task_customer, task_acc, ev):
+    spec = compile_(trigger, task_customer, acc_id=task_acc)
+    assert matches(spec, to_event(ev)) is reference_fires(trigger, task_customer, ev, task_acc)
 
 
 @PROFILE
@@ -254,3 +264,44 @@ def test_within_lookback_reference(lookback, created, delta):
     # after (or at) the task's arrival always counts; before it, only within lookback_seconds
     expected = received >= created or created - received <= lookback
     assert within_lookback(spec, ev) is expected
+
+
+# -- explain: the same verdict as the matcher ----------------------------------------------------------
+
+WAITING = ex.TaskState(status="waiting", created_at=1000.0, expires_at=10**9)
+states_ = st.sampled_from([
+    WAITING,
+    ex.TaskState(status="pending", created_at=1000.0, expires_at=10**9),
+    ex.TaskState(status="waiting", created_at=1000.0, expires_at=990.0),  # deadline already passed
+    ex.TaskState(status="cancelled", created_at=1000.0, expires_at=10**9, completed_at=950.0),
+    ex.TaskState(status="completed", created_at=1000.0, expires_at=10**9, triggered_at=990.0,
+                 triggered_by={"kind": "message", "msg_id": "m-0"}),
+])
+
+
+@PROFILE
+@given(trigger=triggers(), task_customer=task_customers, task_acc=task_accs, ev=wire_events(),
+       received_at=st.sampled_from([900.0, 940.0, 995.0, 1000.0, 1001.0]))
+def test_explain_fires_exactly_when_the_matcher_does(trigger, task_customer, task_acc, ev, received_at):
+    spec = compile_(trigger, task_customer, acc_id=task_acc)
+    event = to_event({**ev, "received_at": received_at})
+    fires = matches(spec, event) and (spec["t"] not in MESSAGE_TRIGGERS or within_lookback(spec, event))
+    told = ex.explain(spec, WAITING, event, now=2000.0)
+    assert told.matched is fires
+    assert (told.outcome == ex.WOULD_FIRE) is fires, told
+    assert (told.conclusion == "would fire") is fires
+    if not fires:  # and it names at least one reason
+        assert told.conclusion.startswith("did not: ") and any(c.verdict == ex.FAIL for c in told.conditions)
+
+
+@PROFILE
+@given(trigger=triggers(), task_customer=task_customers, task_acc=task_accs, ev=wire_events(), state=states_)
+def test_explain_says_would_fire_only_for_a_waiting_task_before_its_deadline(
+        trigger, task_customer, task_acc, ev, state):
+    spec = compile_(trigger, task_customer, acc_id=task_acc)
+    event = to_event(ev)
+    told = ex.explain(spec, state, event, now=2000.0)
+    assert told.matched is (matches(spec, event) and (spec["t"] not in MESSAGE_TRIGGERS
+                                                      or within_lookback(spec, event)))
+    listening = state.status == "waiting" and event.received_at < state.expires_at
+    assert (told.outcome == ex.WOULD_FIRE) is (told.matched and listening)

@@ -12,34 +12,36 @@ ORDER_DEFAULTS = ("已下单", "下单了", "拍了")
 
 
 def spec(trigger: dict, customer_id: str | None = None, *, task_id="T1", priority="normal",
-         created_at=1000.0) -> dict:
+         created_at=1000.0, acc_id: str | None = None) -> dict:
     return compile_spec(task_id=task_id, trigger=trigger, customer_id=customer_id, priority=priority,
                         created_at=created_at, payment_keywords=PAYMENT_DEFAULTS,
-                        order_keywords=ORDER_DEFAULTS)
+                        order_keywords=ORDER_DEFAULTS, acc_id=acc_id)
 
 
 def text(content: str, from_id="customer_123", from_name="小明", *, msg_type="text", received_at=1000.0,
-         msg_id="m-1") -> InboundEvent:
+         msg_id="m-1", acc_id="shop_001") -> InboundEvent:
     return InboundEvent.from_wire("message", {
-        "msg_id": msg_id, "acc_id": "shop_001", "acc_type": "AliWorkbench", "from_id": from_id,
+        "msg_id": msg_id, "acc_id": acc_id, "acc_type": "AliWorkbench", "from_id": from_id,
         "from_name": from_name, "msg_type": msg_type, "content": content, "ts": 1772241600,
     }, received_at)
 
 
-def payment(from_id="customer_123", from_name="小明", received_at=1000.0) -> InboundEvent:
+def payment(from_id="customer_123", from_name="小明", received_at=1000.0, acc_id="shop_001") -> InboundEvent:
     return InboundEvent.from_wire("payment", {
-        "msg_id": "p-1", "acc_id": "shop_001", "from_id": from_id, "from_name": from_name,
+        "msg_id": "p-1", "acc_id": acc_id, "from_id": from_id, "from_name": from_name,
         "order_id": "O-9", "amount": "68.00", "ts": 1772241600}, received_at)
 
 
-def order(from_id="customer_123", from_name="小明", received_at=1000.0) -> InboundEvent:
+def order(from_id="customer_123", from_name="小明", received_at=1000.0, acc_id="shop_001") -> InboundEvent:
     return InboundEvent.from_wire("order", {
-        "msg_id": "o-1", "acc_id": "shop_001", "from_id": from_id, "from_name": from_name,
+        "msg_id": "o-1", "acc_id": acc_id, "from_id": from_id, "from_name": from_name,
         "order_id": "O-9", "ts": 1772241600}, received_at)
 
 
-def custom(name: str, data: dict | None = None, from_id: str | None = "customer_123") -> InboundEvent:
-    return InboundEvent(kind="custom", event=name, from_id=from_id, data=data or {}, received_at=1000.0)
+def custom(name: str, data: dict | None = None, from_id: str | None = "customer_123",
+           acc_id: str | None = None) -> InboundEvent:
+    return InboundEvent(kind="custom", event=name, from_id=from_id, acc_id=acc_id, data=data or {},
+                        received_at=1000.0)
 
 
 def test_config_defaults_are_the_contract_lists():
@@ -436,3 +438,129 @@ def test_firing_order_ties_are_deterministic():
     b = spec(CR, task_id="B", created_at=1.0)
     assert [s["id"] for s in tr.firing_order([b, a])] == ["A", "B"]
     assert [s["id"] for s in tr.firing_order([a, b])] == ["A", "B"]
+
+
+# -- shop scoping: acc_id (CONTRACTS.md §1 "acc_id") -------------------------------------------------
+
+MESSAGE_TRIGGER_CASES = [  # (trigger, a message that fires it when the shop is right)
+    (SCR, lambda acc: text("好的", acc_id=acc)),
+    (CR, lambda acc: text("收到", acc_id=acc)),
+    (CK, lambda acc: text("发票", acc_id=acc)),
+    ({"type": "customer_payment"}, lambda acc: text("已付款", acc_id=acc)),
+    ({"type": "customer_payment"}, lambda acc: payment(acc_id=acc)),
+    ({"type": "customer_order"}, lambda acc: text("已下单", acc_id=acc)),
+    ({"type": "customer_order"}, lambda acc: order(acc_id=acc)),
+]
+
+
+@pytest.mark.parametrize("trigger,event_on", MESSAGE_TRIGGER_CASES)
+@pytest.mark.parametrize("customer_id", [None, "customer_123"])
+def test_a_task_naming_acc_id_fires_only_on_that_shop(trigger, event_on, customer_id):
+    s = spec(trigger, customer_id, acc_id="shop_A")
+    assert s["a"] == "shop_A"
+    assert matches(s, event_on("shop_A"))
+    assert not matches(s, event_on("shop_B"))  # the same customer id on another shop is another customer
+    assert not matches(s, event_on(None))  # a message that names no shop is not of that shop
+
+
+@pytest.mark.parametrize("trigger,event_on", MESSAGE_TRIGGER_CASES)
+def test_a_task_without_acc_id_fires_on_any_shop(trigger, event_on):
+    s = spec(trigger, "customer_123")
+    assert "a" not in s
+    for acc in ("shop_A", "shop_B", None):
+        assert matches(s, event_on(acc))
+
+
+def test_custom_events_follow_the_same_shop_rule():
+    bound = spec({"type": "custom_event", "event": "paid", "match": {"n": 1}}, acc_id="shop_A")
+    assert matches(bound, custom("paid", {"n": 1}, acc_id="shop_A"))
+    assert not matches(bound, custom("paid", {"n": 1}, acc_id="shop_B"))
+    assert not matches(bound, custom("paid", {"n": 1}, acc_id=None))
+    free = spec({"type": "custom_event", "event": "paid"})
+    assert all(matches(free, custom("paid", acc_id=acc)) for acc in ("shop_A", "shop_B", None))
+
+
+def test_acc_id_changes_neither_the_index_nor_time_reach():
+    for trigger, customer in ((SCR, None), (CR, None), (CK, "customer_123"), ({"type": "customer_payment"}, None),
+                              ({"type": "custom_event", "event": "e"}, None)):
+        assert index_keys(spec(trigger, customer, acc_id="shop_A")) == index_keys(spec(trigger, customer))
+    timer = spec({"type": "time_reach", "time": "2030-01-01 10:00:00"}, "customer_123", acc_id="shop_001")
+    assert not any(matches(timer, ev) for ev in (text("好的"), payment(), custom("e", acc_id="shop_001")))
+
+
+# -- the named checks behind matches() -------------------------------------------------------------
+
+def test_each_trigger_type_has_its_checks_in_order():
+    names = {kind: [c.condition for c in checks] for kind, checks in tr.CHECKS.items()}
+    by_message = ["message_type", "shop", "customer_id", "keyword"]
+    assert names == {
+        "specified_customer_reply": ["message_type", "shop", "customer_id", "customer_name", "keyword"],
+        "customer_reply": by_message, "customer_keyword": by_message,
+        "customer_payment": by_message, "customer_order": by_message,
+        "time_reach": ["message_type"],
+        "custom_event": ["message_type", "shop", "event_name", "event_data"],
+    }
+    assert tr.check_lookback.condition == "lookback"
+
+
+def test_checks_report_their_verdict_and_the_values_they_compared():
+    s = spec({**SCR, "keyword": "ＯＫ", "exact_match": True, "lookback_seconds": 30}, acc_id="shop_A",
+             created_at=1000.0)
+    ev = text(" ok ", from_name="小红", acc_id="shop_A", received_at=990.0)
+    seen = {c.condition: (c(s, ev), *c.compared(s, ev)) for c in tr.CHECKS[s["t"]] + (tr.check_lookback,)}
+    assert seen == {
+        "message_type": (True, ("text",), "text"),
+        "shop": (True, "shop_A", "shop_A"),
+        "customer_id": (True, "customer_123", "customer_123"),
+        "customer_name": (False, "小明", "小红"),
+        "keyword": (True, {"keywords": ["ok"], "match": "exact"}, "ok"),  # both normalised
+        "lookback": (True, 30.0, 10.0),  # 10 s before the task, within 30
+    }
+
+
+def test_not_applicable_checks_never_stop_a_match():
+    assert tr.NOT_APPLICABLE  # truthy, so `all checks pass` ignores it
+    any_customer = spec(CR)
+    ev = text("收到")
+    assert tr.check_shop(any_customer, ev) == tr.NOT_APPLICABLE
+    assert tr.check_customer_id(any_customer, ev) == tr.NOT_APPLICABLE
+    assert tr.check_keyword(spec({"type": "customer_payment"}), payment()) == tr.NOT_APPLICABLE
+    assert tr.check_keyword(spec({"type": "customer_payment"}), order()) is False
+    assert tr.check_event_data(spec({"type": "custom_event", "event": "e"}), custom("e")) == tr.NOT_APPLICABLE
+    assert matches(any_customer, ev)
+
+
+@pytest.mark.parametrize("trigger", [SCR, CR, CK, {"type": "customer_payment"}, {"type": "customer_order"},
+                                     {"type": "time_reach", "time": "x"},
+                                     {"type": "custom_event", "event": "e", "match": {"a": 1}}])
+@pytest.mark.parametrize("acc_id", [None, "shop_001"])
+def test_matches_is_every_check_passing(trigger, acc_id):
+    s = spec(trigger, "customer_123", acc_id=acc_id)
+    events = [text("好的"), text("收到发票已付款"), text("嗯", from_name="小红"), text("已下单", acc_id="shop_2"),
+              text("a.png", msg_type="image"), payment(), order(acc_id="x"), custom("e", {"a": 1}, acc_id="shop_001"),
+              custom("e", {"a": 2}), custom("f", {"a": 1}, acc_id="shop_001")]
+    for ev in events:
+        assert matches(s, ev) is all(check(s, ev) for check in tr.CHECKS[s["t"]]), ev
+
+
+@pytest.mark.parametrize("ev,expected", [
+    (text("好的"), "text"),
+    (text("a.png", msg_type="image"), "image"),
+    (text("a.zip", msg_type="file"), "file"),
+    (InboundEvent.from_wire("message", {"from_id": "c", "msg_type": 7}, 1.0), "non-text"),
+    (payment(), "payment"),
+    (order(), "order"),
+    (custom("e"), "custom"),
+])
+def test_message_type(ev, expected):
+    assert ev.message_type == expected
+
+
+def test_msg_type_is_kept_and_old_remembered_messages_still_match():
+    ev = text("a.png", msg_type="image")
+    assert ev.msg_type == "image" and InboundEvent.from_dict(ev.as_dict()).msg_type == "image"
+    # A message remembered (recent:*) before msg_type was recorded has no such key.
+    old = {k: v for k, v in text("好的").as_dict().items() if k != "msg_type"}
+    assert matches(spec(SCR), InboundEvent.from_dict(old))
+    old_image = {k: v for k, v in text("好的.png", msg_type="image").as_dict().items() if k != "msg_type"}
+    assert not matches(spec(SCR), InboundEvent.from_dict(old_image))

@@ -1,20 +1,25 @@
-"""tasks.run_action: perform a fired task's action, with retries under the task's max_retry."""
-import os
-import uuid
-
+"""actions.advance and actions.resume: fired tasks' actions, which never block a worker."""
 from celery import shared_task
 
 from app.services import actions
 from workers.tasks.messages import TRANSIENT
 
 
-@shared_task(bind=True, name="tasks.run_action", autoretry_for=TRANSIENT, retry_backoff=True,
-             retry_backoff_max=60, retry_jitter=True, max_retries=None)
-def run_action(self, task_id: str) -> str | None:
-    """Send the action's steps through 轻简; on failure retry with backoff or finish the task."""
-    # A fresh owner per execution: a redelivered message must not inherit a dead run's lease.
-    owner = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
-    outcome = actions.run(task_id, owner)
-    if not outcome.done:
-        raise self.retry(countdown=outcome.retry_in, max_retries=None)
-    return outcome.status
+@shared_task(name="actions.advance", autoretry_for=TRANSIENT, retry_backoff=True, retry_backoff_max=30,
+             retry_jitter=True, max_retries=10)
+def advance(answers: list) -> None:
+    """轻简 answered sends (or they failed): the next step goes, or the task finishes or retries."""
+    actions.advance([(req_id, bool(ok), error) for req_id, ok, error in answers])
+
+
+@shared_task(name="actions.resume", autoretry_for=TRANSIENT, retry_backoff=True, retry_backoff_max=30,
+             retry_jitter=True, max_retries=10)
+def resume(task_ids: list) -> None:
+    """Running tasks whose lease lapsed: a retry that is due, or an action whose worker or answer was lost."""
+    actions.resume(list(task_ids))
+
+
+@shared_task(name="tasks.run_action")
+def run_action(task_id: str) -> None:
+    """A message of the previous version (one task's whole action); now the same as a resume."""
+    actions.resume([task_id])

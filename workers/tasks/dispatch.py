@@ -17,7 +17,7 @@ def advance(dispatch_id: str, token: str) -> str:
     return dispatch.advance(dispatch_id, token)
 
 
-@shared_task(name="dispatch.sweep", ignore_result=True)
+@shared_task(name="dispatch.sweep", ignore_result=True, send_events=False)  # a beat sweep: see maintenance
 def sweep() -> int | None:
     """Re-drive dispatches whose next attempt is due (designer re-checks, lapsed leases)."""
     rt = runtime.current()

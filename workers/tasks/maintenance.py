@@ -6,10 +6,12 @@ from celery import shared_task
 from app import runtime
 from app.infra import heartbeat
 from app.infra.locks import RedisLock, first_in_period
-from app.services import maintenance, registration
+from app.services import inbound, maintenance, registration
 
 log = logging.getLogger(__name__)
 FULL_RECONCILE_EVERY = 300.0  # seconds; drift triggers one sooner
+# Beat's sweeps (these and dispatch.sweep) send no task events (Celery's per-task `send_events`):
+# twice a second they would bury every action in Flower's task list. Other tasks still send them.
 
 
 def _exclusive(name: str, ttl_ms: int) -> bool:
@@ -18,7 +20,7 @@ def _exclusive(name: str, ttl_ms: int) -> bool:
     return first_in_period(rt.redis, rt.keys.lock(name), ttl_ms)
 
 
-@shared_task(name="maintenance.tick", ignore_result=True)
+@shared_task(name="maintenance.tick", ignore_result=True, send_events=False)
 def tick() -> dict | None:
     """Due timers, deadlines, lapsed action leases, due callbacks (every half second)."""
     rt = runtime.current()
@@ -39,13 +41,19 @@ def tick() -> dict | None:
         alone.release()
 
 
-@shared_task(name="maintenance.upkeep", ignore_result=True)
+@shared_task(name="maintenance.upkeep", ignore_result=True, send_events=False)
 def upkeep() -> dict | None:
-    """The Redis index reconciled with SQL."""
+    """The Redis index reconciled with SQL; lost matches handed over again; old inbound messages purged."""
     if not _exclusive("upkeep", 4000):
         return None
+    rt = runtime.current()
     done = {}
+    built = rt.registry.is_built()
     full_due = _exclusive("reconcile-full", int(FULL_RECONCILE_EVERY * 1000))
-    if full_due or registration.index_drift():
+    if full_due or not built or registration.index_drift():
         done["reconcile"] = registration.reconcile()
+    # Messages matched against an incomplete index (Redis restarted empty) go again as soon as it is whole.
+    done["matches_redriven"] = maintenance.redrive_lost_matches(
+        0.0 if not built else maintenance.MATCH_REDRIVE_SECONDS)
+    done["messages_purged"] = inbound.purge(rt.settings.message_retention_days)
     return done
