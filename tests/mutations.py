@@ -1,7 +1,7 @@
 """Mutation checks: would the suite notice if one of the product's promises broke?
 
-Each mutation names a file, an exact snippet in it, what replaces the snippet, and the tests that must
-fail once it is applied. The runner applies one mutation at a time in the working tree, runs its tests
+Each mutation names one or more edits (a file, an exact snippet in it, what replaces the snippet) and
+the tests that must fail once it is applied. The runner applies one mutation at a time in the working tree, runs its tests
 in one pytest process, puts the file back, and reports which tests killed it (failed) and whether it
 survived (all passed). A snippet that is not in its file exactly once is an error, so a list gone stale
 after a change to the code is noticed at once; fix the snippet (keep it small) and run it again.
@@ -37,64 +37,72 @@ LOG_DIR = ROOT / "var" / "mutations"
 
 
 @dataclass(frozen=True)
-class Mutation:
-    name: str
-    promise: str  # what breaks when the mutation is applied
+class Edit:
     file: str  # relative to the project root
     old: str  # exactly once in the file
     new: str
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    promise: str  # what breaks when the mutation is applied
+    edits: tuple[Edit, ...]  # applied together (one promise may be kept in two places)
     tests: tuple[str, ...]  # pytest node ids that must fail
-    pending: str = ""  # why the snippet may be absent (code not merged yet); empty when it must be there
+    pending: str = ""  # why a snippet may be absent (code not merged yet); empty when it must be there
 
 
 MUTATIONS = (
     Mutation(
         "send-once", "the send hand-off no longer queues a req_id once",
-        "app/clients/qingjian.py",
-        "if earlier then return earlier end\n", "\n",
+        (Edit("app/clients/qingjian/channel.py", "if earlier then return earlier end\n", "\n"),),
         ("tests/integration/test_redis_handoffs.py::test_a_req_id_is_queued_once",
-         "tests/integration/test_redis_handoffs.py::test_a_resumed_run_waits_for_the_earlier_send_instead_of_queueing_it_again",
-         "tests/integration/test_fault_drills.py::test_worker_killed_while_its_send_is_unanswered")),
+         "tests/integration/test_sends_once.py::test_an_action_started_twice_while_its_send_is_in_flight_sends_the_step_once")),
     Mutation(
-        "retry-resends", "a retry re-sends a step 轻简 acknowledged (it forgets the task's progress)",
-        "app/services/actions.py",
-        "self.progress = dict(task.progress or {})", "self.progress = {}",
+        "retry-resends", "a retry starts over at the first step, re-sending what 轻简 acknowledged",
+        (Edit("app/services/actions/__init__.py",
+              "step = plan.first_unacknowledged(task.progress, len(plan.plan_steps(task.action)))", "step = 0"),),
         ("tests/integration/test_retries.py::test_two_refusals_then_success_completes_without_resending_the_acknowledged_text",
          "tests/integration/test_retries.py::test_a_refused_file_after_a_delivered_text_fails_without_sending_the_text_again")),
     Mutation(
-        "cas", "the compare-and-set of a status without its status condition",
-        "app/state/cas.py",
-        "update(model).where(column == key, model.status == expected, *where)",
-        "update(model).where(column == key, *where)",
+        "cas", "a status move without its status condition (the one-task CAS and the batch claim)",
+        (Edit("app/state/cas.py", "update(model).where(column == key, model.status == expected, *where)",
+              "update(model).where(column == key, *where)"),
+         Edit("app/state/tasks.py", "update(Task).where(Task.task_id.in_(task_ids), Task.status == source)",
+              "update(Task).where(Task.task_id.in_(task_ids))")),
         ("tests/api/test_concurrency.py::test_twenty_threads_claim_one_task_exactly_one_wins",
          "tests/api/test_concurrency.py::test_claims_racing_a_cancel_have_exactly_one_winner",
          "tests/integration/test_triggers_e2e.py::test_a_task_fires_at_most_once")),
     Mutation(
-        "msg-dedup", "a msg_id seen before is let through again (de-duplication removed)",
-        "app/registry.py",
-        "redis.call('set', KEYS[1], 1, 'NX', 'EX', ARGV[1]) then return 0 end",
-        "redis.call('set', KEYS[1], 1, 'NX', 'EX', ARGV[1]) then end",
+        "msg-dedup-redis", "the listener's first de-duplication (the msg_id's mark in Redis) is gone",
+        (Edit("app/registry.py", "if seen ~= '' and not redis.call('set', seen, 1, 'NX', 'EX', ARGV[1]) then",
+              "if false then"),),
+        ("tests/integration/test_redis_handoffs.py::test_a_msg_id_is_let_through_once_and_remembered_once",)),
+    Mutation(
+        "msg-dedup", "a msg_id seen before is processed again (both de-duplications: Redis's mark and SQL's "
+        "unique row)",
+        (Edit("app/registry.py", "if seen ~= '' and not redis.call('set', seen, 1, 'NX', 'EX', ARGV[1]) then",
+              "if false then"),
+         Edit("workers/listener/inbound.py", "return [row if row is not None else 0 for row in", "return [row for row in")),
         ("tests/integration/test_redis_handoffs.py::test_a_msg_id_is_let_through_once_and_remembered_once",
          "tests/integration/test_triggers_e2e.py::test_same_message_delivered_twice_fires_once")),
     Mutation(
         "catch-up-lookback", "registration's catch-up ignores lookback_seconds",
-        "app/services/firing.py",
-        'since = spec["ts"] - spec.get("lb", 0.0)', 'since = spec["ts"]',
+        (Edit("app/services/firing.py", 'since = spec["ts"] - spec.get("lb", 0.0)', 'since = spec["ts"]'),),
         ("tests/integration/test_triggers_e2e.py::test_lookback_covers_a_message_said_before_the_task",
          "tests/integration/test_triggers_e2e.py::test_lookback_any_customer_trigger")),
     Mutation(
         "settle-owner", "a callback flush settles rows another flush has claimed since",
-        "app/services/callbacks.py",
-        'CallbackOutbox.state == "pending", CallbackOutbox.next_attempt_at == claim.token)',
-        'CallbackOutbox.state == "pending")',
+        (Edit("app/services/callbacks.py",
+              'CallbackOutbox.state == "pending", CallbackOutbox.next_attempt_at == claim.token)',
+              'CallbackOutbox.state == "pending")'),),
         ("tests/api/test_callback_delivery.py::test_a_lapsed_claim_taken_by_another_flush_is_settled_by_that_flush_only",
          "tests/api/test_callback_delivery.py::test_a_settled_row_is_not_settled_again_by_a_late_owner"),
         pending="owned callback claims come with the firsthour branch (issue 10); until it is merged "
                 "_settle writes by event_id alone, which is this mutation"),
     Mutation(
         "hmac", "the X-Tianwang-Signature header is not sent",
-        "app/clients/tianwang.py",
-        'headers["X-Tianwang-Signature"] = sign(raw, secret)', "pass",
+        (Edit("app/clients/tianwang.py", 'headers["X-Tianwang-Signature"] = sign(raw, secret)', "pass"),),
         ("tests/test_tianwang_client.py::test_the_body_event_id_and_signature_go_on_the_wire",
          "tests/integration/test_spine.py::test_customer_reply_sends_the_file_and_calls_back")),
 )
@@ -104,25 +112,30 @@ class StaleMutation(Exception):
     """A snippet that is not in its file exactly once: the list needs updating."""
 
 
+def _backup(file: str) -> Path:
+    path = ROOT / file
+    return path.with_name(path.name + BACKUP_SUFFIX)
+
+
 def restore_leftovers() -> None:
     """Put back any file a killed run left mutated."""
-    for mutation in MUTATIONS:
-        path = ROOT / mutation.file
-        backup = path.with_name(path.name + BACKUP_SUFFIX)
-        if backup.exists():
-            shutil.move(backup, path)
-            print(f"!! restored {mutation.file} from a backup a killed run left behind", flush=True)
+    for file in dict.fromkeys(edit.file for m in MUTATIONS for edit in m.edits):
+        if _backup(file).exists():
+            shutil.move(_backup(file), ROOT / file)
+            print(f"!! restored {file} from a backup a killed run left behind", flush=True)
 
 
 def applicable(mutation: Mutation) -> bool:
-    """True if the snippet is there exactly once; False for a pending mutation whose code is absent."""
-    found = (ROOT / mutation.file).read_text(encoding="utf-8").count(mutation.old)
-    if found == 1:
-        return True
-    if found == 0 and mutation.pending:
-        return False
-    raise StaleMutation(f"{mutation.name}: the snippet {mutation.old!r} is in {mutation.file} {found} times "
-                        "(it must be there exactly once): update tests/mutations.py")
+    """True if every snippet is there exactly once; False for a pending mutation whose code is absent."""
+    for edit in mutation.edits:
+        path = ROOT / edit.file
+        found = path.read_text(encoding="utf-8").count(edit.old) if path.exists() else 0
+        if found == 0 and mutation.pending:
+            return False
+        if found != 1:
+            raise StaleMutation(f"{mutation.name}: the snippet {edit.old!r} is in {edit.file} {found} times "
+                                "(it must be there exactly once): update tests/mutations.py")
+    return True
 
 
 def run_tests(tests: tuple[str, ...], label: str) -> dict[str, str]:
@@ -160,17 +173,20 @@ def _outcomes(report: Path) -> dict[str, str]:
 
 
 def mutate(mutation: Mutation) -> dict[str, str]:
-    """Apply `mutation`, run its tests, put the file back; the tests' outcomes."""
-    path = ROOT / mutation.file
-    backup = path.with_name(path.name + BACKUP_SUFFIX)
-    original = path.read_text(encoding="utf-8")
-    shutil.copy2(path, backup)
+    """Apply `mutation`, run its tests, put the files back; the tests' outcomes."""
+    originals: dict[str, str] = {}
     try:
-        path.write_text(original.replace(mutation.old, mutation.new, 1), encoding="utf-8")
+        for edit in mutation.edits:
+            path = ROOT / edit.file
+            if edit.file not in originals:
+                originals[edit.file] = path.read_text(encoding="utf-8")
+                shutil.copy2(path, _backup(edit.file))
+            path.write_text(path.read_text(encoding="utf-8").replace(edit.old, edit.new, 1), encoding="utf-8")
         return run_tests(mutation.tests, f"{mutation.name} applied")
     finally:
-        path.write_text(original, encoding="utf-8")
-        backup.unlink()
+        for file, text in originals.items():
+            (ROOT / file).write_text(text, encoding="utf-8")
+            _backup(file).unlink()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -189,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         chosen = [replace(m, tests=tuple(args.against)) for m in chosen]
     if args.list:
         for m in chosen:
-            print(f"{m.name}: {m.promise}\n  {m.file}: {m.old!r} -> {m.new!r}" +
+            print(f"{m.name}: {m.promise}" + "".join(f"\n  {e.file}: {e.old!r} -> {e.new!r}" for e in m.edits) +
                   (f"\n  pending: {m.pending}" if m.pending else "") + "".join(f"\n  - {t}" for t in m.tests))
         return 0
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `finally` puts the file back

@@ -1,11 +1,12 @@
-"""The two Redis hand-offs "exactly once" leans on, against a real redis-server (no workers needed):
+"""The Redis hand-offs "exactly once" leans on, against a real redis-server (no workers needed):
 
-- the send hand-off queues a req_id once: a run that died waiting for 轻简's answer leaves its send
-  queued, and the run that resumes waits for that send's answer instead of queueing the step again;
+- the send hand-off queues a req_id once: a run that died after handing a step to the listener leaves it
+  queued, and a second submit of the same req_id learns when, instead of queueing the step again;
+- a send its worker gave up on never leaves: give-up (abandon) and the listener's take are atomic, so
+  either the frame already left or it never will (DESIGN.md rule 8);
 - the listener's memory of messages lets a msg_id through once (a redelivery after a reconnect is
-  dropped), and keeps each message once for lookback_seconds.
+  dropped before anything else happens to it), and keeps each message once for lookback_seconds.
 """
-import threading
 import time
 import uuid
 
@@ -16,9 +17,9 @@ from app.clients.qingjian import SendChannel, send_frame
 from app.domain.triggers import InboundEvent
 from app.infra.keys import Keys
 from app.registry import Registry
-from devkit.stores import wait_until
 
 pytestmark = pytest.mark.integration
+TIMEOUT = 3.0  # the send timeout the frames are submitted with
 
 
 @pytest.fixture
@@ -38,32 +39,36 @@ def text_frame(req_id: str) -> dict:
     return send_frame({"kind": "text", "content": "你好"}, acc_id="shop_001", to_id="c1", req_id=req_id)
 
 
+def queued(r, keys) -> list[bytes]:
+    return [fields[b"req_id"] for _, fields in r.xrange(keys.send_stream)]
+
+
 def test_a_req_id_is_queued_once(r, keys):
     channel = SendChannel(r, keys)
-    before = time.time()
-    assert channel.submit(text_frame("T1:0:0")) is None  # queued now
-    again = channel.submit(text_frame("T1:0:0"))  # a second run of the same attempt
-    assert again is not None and before <= again <= time.time()  # ... learns when it was queued
-    assert r.xlen(keys.send_stream) == 1
-    assert channel.submit(text_frame("T1:0:1")) is None  # another attempt is another req_id
-    assert [f[b"req_id"] for _, f in r.xrange(keys.send_stream)] == [b"T1:0:0", b"T1:0:1"]
+    assert channel.submit(text_frame("T1:0:0"), TIMEOUT, notify=True) is None  # queued now
+    again = channel.submit(text_frame("T1:0:0"), TIMEOUT, notify=True)  # a second run of the same attempt
+    assert again is not None and abs(again - time.time()) < 60  # ... learns when it was queued (Redis's clock)
+    assert channel.submit_many([text_frame("T1:0:0"), text_frame("T1:0:1")], TIMEOUT)[0] == again
+    assert queued(r, keys) == [b"T1:0:0", b"T1:0:1"]  # another attempt is another req_id
 
 
-def test_a_resumed_run_waits_for_the_earlier_send_instead_of_queueing_it_again(r, keys):
+def test_a_send_given_up_on_never_leaves_and_one_taken_cannot_be_given_up(r, keys):
     channel = SendChannel(r, keys)
     channel.ensure_group()
-    assert channel.submit(text_frame("T2:0:0")) is None  # the run that died waiting for the answer
+    channel.submit_many([text_frame("T2:0:0"), text_frame("T3:0:0")], TIMEOUT, notify=True)
+    assert channel.abandon("T2:0:0") is True  # its worker gives up before the listener reads it
+    entries = channel.read("listener-1", block_ms=100)
+    assert [f["req_id"] for _, f in entries] == ["T2:0:0", "T3:0:0"]
+    assert channel.take(entries) == ["abandoned", "send"]  # so the listener sends only T3
+    assert channel.abandon("T3:0:0") is False  # too late: it left
 
-    def listener():  # takes the send off the stream; 轻简 answers it
-        entries = []
-        wait_until(lambda: entries.extend(channel.read("listener-1", block_ms=100)) or entries, 5)
-        channel.report(entries[0][1]["req_id"], True, None)
 
-    answering = threading.Thread(target=listener)
-    answering.start()
-    assert channel.send(text_frame("T2:0:0"), timeout=5) == {"ok": True, "error": None}
-    answering.join(5)
-    assert r.xlen(keys.send_stream) == 1  # sent once
+def test_a_send_past_its_deadline_is_not_taken(r, keys):
+    channel = SendChannel(r, keys)
+    channel.ensure_group()
+    channel.submit(text_frame("T4:0:0"), timeout=0.0, notify=True)  # its worker's time is already up
+    assert channel.take(channel.read("listener-1", block_ms=100)) == ["expired"]
+    assert channel.abandon("T4:0:0") is True  # and it stays given up
 
 
 def message(msg_id: str | None, customer: str = "c1", text: str = "好的") -> InboundEvent:
@@ -73,10 +78,14 @@ def message(msg_id: str | None, customer: str = "c1", text: str = "好的") -> I
 
 def test_a_msg_id_is_let_through_once_and_remembered_once(r, keys):
     registry = Registry(r, keys)
-    first = message("m-1")
-    assert registry.remember(first, keys.seen("m-1")) is True
-    assert registry.remember(message("m-1"), keys.seen("m-1")) is False  # redelivered after a reconnect
-    assert registry.remember(message("m-2"), keys.seen("m-2")) is True
+
+    def remember(*events: InboundEvent) -> list[bool]:
+        return registry.remember_many([(e, keys.seen("q1", e.msg_id), keys.lane("shop_001", e.from_id), e.msg_id)
+                                       for e in events])
+
+    assert remember(message("m-1")) == [True]
+    assert remember(message("m-1"), message("m-2")) == [False, True]  # m-1 redelivered after a reconnect
     assert [e.msg_id for e in registry.recent("c1", 0)] == ["m-1", "m-2"]
     assert [e.msg_id for e in registry.recent(None, 0)] == ["m-1", "m-2"]
+    assert r.lrange(keys.lane("shop_001", "c1"), 0, -1) == [b"m-1", b"m-2"]  # one place in the lane each
     assert registry.recent("c1", time.time() + 1) == []  # lookback is by the listener's receipt time
