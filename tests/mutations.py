@@ -65,13 +65,17 @@ MUTATIONS = (
         ("tests/integration/test_retries.py::test_two_refusals_then_success_completes_without_resending_the_acknowledged_text",
          "tests/integration/test_retries.py::test_a_refused_file_after_a_delivered_text_fails_without_sending_the_text_again")),
     Mutation(
-        "cas", "a status move without its status condition (the one-task CAS and the batch claim)",
+        "cas", "a status move (app.state.cas) without its status condition",
         (Edit("app/state/cas.py", "update(model).where(column == key, model.status == expected, *where)",
-              "update(model).where(column == key, *where)"),
-         Edit("app/state/tasks.py", "update(Task).where(Task.task_id.in_(task_ids), Task.status == source)",
-              "update(Task).where(Task.task_id.in_(task_ids))")),
+              "update(model).where(column == key, *where)"),),
         ("tests/api/test_concurrency.py::test_twenty_threads_claim_one_task_exactly_one_wins",
-         "tests/api/test_concurrency.py::test_claims_racing_a_cancel_have_exactly_one_winner",
+         "tests/api/test_concurrency.py::test_claims_racing_a_cancel_have_exactly_one_winner")),
+    Mutation(
+        "claim-cas", "a batch claim (matching, timers: move_many) without its status condition",
+        (Edit("app/state/tasks.py", "update(Task).where(Task.task_id.in_(task_ids), Task.status == source)",
+              "update(Task).where(Task.task_id.in_(task_ids))"),),
+        ("tests/api/test_concurrency.py::test_twenty_batch_claims_of_one_task_exactly_one_wins",
+         "tests/api/test_concurrency.py::test_a_batch_claim_passes_over_a_task_that_no_longer_waits",
          "tests/integration/test_triggers_e2e.py::test_a_task_fires_at_most_once")),
     Mutation(
         "msg-dedup-redis", "the listener's first de-duplication (the msg_id's mark in Redis) is gone",
