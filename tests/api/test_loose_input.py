@@ -78,5 +78,5 @@ def test_a_custom_event_for_a_numeric_customer_id_is_matched_as_text(client, rdb
     answer = assert_envelope(client.post("/api/event", json={"event": "paid", "customer_id": 123, "data": {}}), 202)
     assert answer["data"] == {"event": "paid"}
     queued = [json.loads(m) for m in rdb.lrange("match", 0, -1)]  # Celery's messages.match on the broker
-    events = [json.loads(base64.b64decode(m["body"]))[0][0] for m in queued]
-    assert [(e["event"], e["from_id"]) for e in events] == [("paid", "123")]
+    batches = [json.loads(base64.b64decode(m["body"]))[0][0] for m in queued]  # messages.match(arrivals)
+    assert [(a["event"]["event"], a["event"]["from_id"]) for batch in batches for a in batch] == [("paid", "123")]
