@@ -305,9 +305,14 @@ def test_tianwang_drops_and_redirects_on_request():
         moved = requests.post(tw.url, data=callback_body(event_id="e-2"), allow_redirects=False, timeout=3)
         assert moved.status_code == 307 and moved.headers["Location"] == tw.base_url + "/moved"
         assert "e-2" not in tw.events
-        tw.answer_with(500)
-        tw.reset_controls()
+        tw.answer_with(503, times=1, task_id="TASK_2")  # only that task's next callback
         assert post_callback(tw, callback_body(event_id="e-3"), event_id="e-3").status_code == 200
+        assert post_callback(tw, callback_body("TASK_2", event_id="e-4"), event_id="e-4").status_code == 503
+        assert post_callback(tw, callback_body("TASK_2", event_id="e-4"), event_id="e-4").status_code == 200
+        tw.answer_with(500)
+        tw.answer_with(500, task_id="TASK_3")
+        tw.reset_controls()
+        assert post_callback(tw, callback_body("TASK_3", event_id="e-5"), event_id="e-5").status_code == 200
 
 
 def test_tianwang_down_and_up_on_same_port():

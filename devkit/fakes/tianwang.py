@@ -71,6 +71,7 @@ class FakeTianwang(FakeHTTPServer):
         self.bad_signatures = 0
         self.contract_violations: list[tuple[str, list[str]]] = []  # (event_id, problems)
         self._status = Countdown()
+        self._status_of: dict[str, Countdown] = {}  # task_id -> its own forced answers
         self._hang = Countdown()
         self._drop = Countdown()
         self._redirect = Countdown()  # (status, Location)
@@ -80,10 +81,14 @@ class FakeTianwang(FakeHTTPServer):
         return self.base_url + CALLBACK_PATH
 
     # -- controls --------------------------------------------------------------------------
-    def answer_with(self, status: int, times: int | None = None) -> None:
-        """Answer the next `times` callbacks (None: all) with `status`, e.g. 500, 429, 400."""
+    def answer_with(self, status: int, times: int | None = None, *, task_id: str | None = None) -> None:
+        """Answer the next `times` callbacks (None: all) with `status`, e.g. 500, 429, 400; with `task_id`,
+        only that task's (so callbacks of other tasks still in flight do not use the control up)."""
         with self._cond:
-            self._status.set(status, times)
+            if task_id is None:
+                self._status.set(status, times)
+            else:
+                self._status_of.setdefault(task_id, Countdown()).set(status, times)
 
     def redirect(self, location: str, status: int = 301, times: int | None = None) -> None:
         """Answer the next `times` callbacks (None: all) with `status` (3xx) and `Location: location`."""
@@ -103,6 +108,7 @@ class FakeTianwang(FakeHTTPServer):
     def reset_controls(self) -> None:
         with self._cond:
             self._status.set(None, 0)
+            self._status_of.clear()
             self._hang.set(None, 0)
             self._drop.set(None, 0)
             self._redirect.set(None, 0)
@@ -157,7 +163,9 @@ class FakeTianwang(FakeHTTPServer):
                  "time": request.time, "status": None, "hung": 0.0, "dropped": False, "problems": []}
         with self._cond:
             self.received.append(entry)  # at once: a post still hanging is visible too
-            hang, forced, drop = self._hang.take(), self._status.take(), self._drop.take()
+            mine = self._status_of.get(body.get("task_id")) if isinstance(body, dict) else None
+            forced = (mine.take() if mine else None) or self._status.take()
+            hang, drop = self._hang.take(), self._drop.take()
             redirect = self._redirect.take()
             entry["hung"] = hang or 0.0
         if hang:

@@ -72,7 +72,8 @@ def notices_for(live, customer: str) -> list[str]:
 
 
 def texts_to(live, customer: str) -> list[str]:
-    return [s["data"]["content"] for s in live.qingjian.sent_to(customer) if s["action"] == "send_text"]
+    """Every text our side sent the customer (a repeat included)."""
+    return [f["data"]["content"] for f in live.qingjian.frames_for(customer) if f["action"] == "send_text"]
 
 
 def transfer_task(live, customer: str, keyword: str = "转人工", reason: str = "客户要做高清修复") -> str:
@@ -112,7 +113,7 @@ def test_transfer_through_the_api_creates_assigns_notifies_and_replies(live):
     [notice] = notices_for(live, customer)
     assert notice.startswith(f"📋 **新任务派单**\n设计师：{data['designer']}\n")
     assert task["task_id"] in notice
-    sends = live.qingjian.sent_to(customer)
+    sends = live.qingjian.frames_for(customer)
     assert [(s["action"], s["req_id"], s["data"]["content"], s["data"]["acc_id"]) for s in sends] == [
         ("send_text", f"dispatch:{dispatch_id}:reply:0", DEFAULT_DISPATCH_REPLY_TEXT, "shop_001")]
 

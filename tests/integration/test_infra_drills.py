@@ -108,7 +108,7 @@ def test_redis_restarted_empty_loses_nothing_and_repeats_nothing(tmp_path):
         for task_id in ids[1:]:
             live.wait_status(task_id, "completed", timeout=60)
         for c in customers:
-            assert len(qingjian.sent_to(c)) == 1
+            assert len(qingjian.frames_for(c)) == 1
         check_drill(live, {task_id: "completed" for task_id in ids})
         assert len(tianwang.events) == 8  # running and completed of each, nothing else
     finally:
@@ -156,5 +156,5 @@ def test_listener_stopped_mid_send_flushes_the_answer_before_it_exits(isolated):
     assert listener.p.returncode == 0, listener.output()[-2000:]
     done = live.wait_status(task_id, "completed", timeout=15)
     assert done["retry_count"] == 0
-    assert len(live.qingjian.sent_to(customer)) == 1
+    assert len(live.qingjian.frames_for(customer)) == 1
     check_drill(live, {task_id: "completed"})

@@ -28,7 +28,7 @@ def test_customer_reply_sends_the_file_and_calls_back(live):
     assert data["status"] == "waiting"
     live.qingjian.say(customer, "好的谢谢", from_name="小明")
     done = live.wait_status(task_id, "completed")
-    sends = live.qingjian.sent_to(customer)
+    sends = live.qingjian.frames_for(customer)  # every frame our side sent him
     assert [s["action"] for s in sends] == ["send_text", "send_file"]
     assert sends[0]["data"]["content"] == "这是您要的文件"
     assert sends[1]["data"]["file_url"] == "https://example.com/a.zip"

@@ -54,14 +54,16 @@ def test_a_thousand_timers_due_in_the_same_second_fire_once_each(live):
     ids = [uid("TM") for _ in range(1000)]
     for task_id in ids:
         live.post_task(**timer_task(task_id, customer, when))
-    wait_until(lambda: len(live.qingjian.sent_to(customer)) >= 1000, 120, 0.5, "1,000 timer sends")
-    sends = live.qingjian.sent_to(customer)
-    assert len(sends) == 1000
+    # One customer: his lane sends them one at a time (about 30 s alone on 2 cores); the bound is for a
+    # machine busy with other work too, not a measure (bench/b_timers.py measures).
+    wait_until(lambda: len(live.qingjian.sent_to(customer)) >= 1000, 300, 0.5, "1,000 timer sends")
+    sends = live.qingjian.frames_for(customer)  # every frame, a repeat included
+    assert len(sends) == 1000 and {s["outcome"] for s in sends} == {"delivered"}
     assert sorted(s["req_id"] for s in sends) == sorted(f"{t}:0:0" for t in ids)
     # 天网 hears each of them complete, once (and the shared system is idle again for the next test).
     wanted = set(ids)
     wait_until(lambda: wanted <= {b["task_id"] for b in live.tianwang.events.values() if b["status"] == "completed"},
-               120, 0.5, "1,000 completed callbacks")
+               300, 0.5, "1,000 completed callbacks")
     completed = [b["task_id"] for b in live.tianwang.events.values() if b["status"] == "completed"]
     assert len([t for t in completed if t in wanted]) == 1000
 
@@ -119,8 +121,8 @@ def _outbox(live, task_id):
                                .order_by(CallbackOutbox.created_at)).all()
 
 
-def _fire_one(live):
-    task_id, customer = uid(), uid("c")
+def _fire_one(live, task_id: str | None = None):
+    task_id, customer = task_id or uid(), uid("c")
     live.post_task(task_id=task_id, type="t", customer={"id": customer},
                    trigger={"type": "customer_reply", "keyword": "好"}, action={"type": "send_message", "message": "m"})
     live.qingjian.say(customer, "好")
@@ -134,9 +136,9 @@ def test_tianwang_down_then_up_every_callback_arrives_once_after_dedupe(isolated
     live.tianwang.down()
     ids = [_fire_one(live) for _ in range(5)]
 
-    def refused_twice() -> bool:  # every callback tried at least twice, each time refused
+    def refused_twice() -> bool:  # every callback refused twice: its third attempt is claimed
         rows = [row for t in ids for row in _outbox(live, t)]
-        return len(rows) == 10 and all(r.state == "pending" and r.attempts >= 2 and r.last_error for r in rows)
+        return len(rows) == 10 and all(r.state == "pending" and r.attempts >= 3 and r.last_error for r in rows)
 
     wait_until(refused_twice, 30, 0.2, "every callback refused twice while 天网 is down")
     live.tianwang.up()
@@ -149,16 +151,17 @@ def test_tianwang_down_then_up_every_callback_arrives_once_after_dedupe(isolated
 
 
 def test_500_is_retried_and_400_is_recorded_not_retried(live):
-    live.tianwang.answer_with(500, times=2)
-    retried = _fire_one(live)
+    retried, rejected = uid(), uid()  # the forced answers are theirs alone: other callbacks may be in flight
+    live.tianwang.answer_with(500, times=2, task_id=retried)
+    _fire_one(live, retried)
     wait_until(lambda: sorted(live.tianwang.statuses(retried)) == ["completed", "running"], 30, 0.2, "retried callbacks")
     assert max(row.attempts for row in _outbox(live, retried)) >= 2
     answers = [p["status"] for p in live.tianwang.posts(task_id=retried)]
-    assert 500 in answers and answers.count(200) == 2, answers
+    assert sorted(answers) == [200, 200, 500, 500], answers
     no_callback_posted_twice(live.tianwang, [retried])  # each again only after its 500
 
-    live.tianwang.answer_with(400, times=2)
-    rejected = _fire_one(live)
+    live.tianwang.answer_with(400, times=2, task_id=rejected)
+    _fire_one(live, rejected)
     wait_until(lambda: all(row.state != "pending" for row in _outbox(live, rejected)), 20, 0.2, "settled")
     rows = _outbox(live, rejected)
     assert [row.state for row in rows] == ["failed", "failed"]

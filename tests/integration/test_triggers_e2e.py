@@ -42,8 +42,9 @@ def fired_by(live, task_id: str, timeout: float = 20) -> dict:
 
 
 def received(live, customer: str) -> list[tuple[str, str]]:
-    """What the customer got: (action, req_id) in delivery order."""
-    return [(s["action"], s["req_id"]) for s in live.qingjian.sent_to(customer)]
+    """What our side sent the customer: (action, req_id) of every frame, in order (a repeat included,
+    which 轻简 would not deliver again)."""
+    return [(f["action"], f["req_id"]) for f in live.qingjian.frames_for(customer)]
 
 
 def wait_remembered(live, customer: str, msg_id: str) -> None:
@@ -177,7 +178,7 @@ def test_custom_event_with_match(live):
     api_event(live, event=event, customer_id=right, acc_id="shop_002", data={"level": "vip", "n": 2, "x": 1})
     by = fired_by(live, task_id)
     assert by["kind"] == "custom" and by["customer_id"] == right
-    sends = live.qingjian.sent_to(right)
+    sends = live.qingjian.frames_for(right)
     assert [s["action"] for s in sends] == ["send_link"]
     assert sends[0]["data"]["acc_id"] == "shop_002"  # the event's account (the task names none)
     assert received(live, wrong) == []
@@ -241,7 +242,7 @@ def test_send_message_action(live):
                    customer=customer, acc_id="shop_009")
     live.qingjian.say(customer, "在吗", acc_id="shop_009")  # a task naming acc_id hears only that shop
     done = live.wait_status(task_id, "completed")
-    sends = live.qingjian.sent_to(customer)
+    sends = live.qingjian.frames_for(customer)
     assert len(sends) == 1
     assert sends[0]["action"] == "send_text"
     assert sends[0]["data"] == {"acc_id": "shop_009", "to_id": customer, "content": "在的，请讲"}
@@ -256,7 +257,7 @@ def test_send_file_action_message_then_file(live):
     task_id = post(live, {"type": "customer_reply", "keyword": "发我"}, action=FILE, customer=customer)
     live.qingjian.say(customer, "发我吧", acc_id="shop_003")
     live.wait_status(task_id, "completed")
-    sends = live.qingjian.sent_to(customer)
+    sends = live.qingjian.frames_for(customer)
     assert [s["action"] for s in sends] == ["send_text", "send_file"]
     assert sends[0]["data"]["content"] == "这是您要的文件"
     assert sends[1]["data"] == {"acc_id": "shop_003", "to_id": customer,  # the message's account
@@ -270,7 +271,7 @@ def test_send_file_without_message_sends_only_the_file(live):
                    action={"type": "send_file", "file_url": "https://example.com/d/report.pdf?x=1"})
     live.qingjian.say(customer, "发我")
     live.wait_status(task_id, "completed")
-    sends = live.qingjian.sent_to(customer)
+    sends = live.qingjian.frames_for(customer)
     assert [s["action"] for s in sends] == ["send_file"]
     assert sends[0]["data"]["file_name"] == "report.pdf"
     assert sends[0]["req_id"] == f"{task_id}:0:0"
@@ -283,7 +284,7 @@ def test_send_link_action_message_then_link(live):
                            "desc": "三分钟上手", "message": "教程链接如下"})
     live.qingjian.say(customer, "教程在哪")
     live.wait_status(task_id, "completed")
-    sends = live.qingjian.sent_to(customer)
+    sends = live.qingjian.frames_for(customer)
     assert [s["action"] for s in sends] == ["send_text", "send_link"]
     assert sends[0]["data"]["content"] == "教程链接如下"
     assert {k: sends[1]["data"][k] for k in ("url", "title", "desc")} == {
