@@ -126,10 +126,10 @@ class FakeTianwang(FakeHTTPServer):
             return self.wait_until(lambda: len(self.events) >= count, timeout)
         return self.wait_until(lambda: bool(what(self)), timeout)
 
-    def accepted(self, task_id: str) -> dict[str, dict[str, Any]]:
-        """{event_id: body} of one task's accepted callbacks."""
+    def accepted(self, task_id: str | None = None) -> dict[str, dict[str, Any]]:
+        """{event_id: body} of the accepted callbacks (of one task), a copy safe to read while posts come."""
         with self._cond:
-            return {e: body for e, body in self.events.items() if body.get("task_id") == task_id}
+            return {e: body for e, body in self.events.items() if task_id is None or body.get("task_id") == task_id}
 
     def wait_for_status(self, task_id: str, status: str, timeout: float = 10) -> bool:
         return self.wait_for(lambda tw: status in tw.statuses(task_id), timeout)

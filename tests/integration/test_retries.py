@@ -85,7 +85,7 @@ def test_refused_every_time_fails_after_max_retry_and_tianwang_hears_it(live):
     assert frames(live, customer) == [("send_text", f"{task_id}:0:0", "refused"),
                                       ("send_text", f"{task_id}:0:1", "refused")]
     check_drill(live, {task_id: "failed"})
-    callback = next(e for e in live.tianwang.events.values()
+    callback = next(e for e in live.tianwang.accepted(task_id).values()
                     if e["task_id"] == task_id and e["status"] == "failed")
     assert "account banned" in callback["error"]
 

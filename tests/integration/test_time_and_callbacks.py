@@ -62,9 +62,9 @@ def test_a_thousand_timers_due_in_the_same_second_fire_once_each(live):
     assert sorted(s["req_id"] for s in sends) == sorted(f"{t}:0:0" for t in ids)
     # 天网 hears each of them complete, once (and the shared system is idle again for the next test).
     wanted = set(ids)
-    wait_until(lambda: wanted <= {b["task_id"] for b in live.tianwang.events.values() if b["status"] == "completed"},
+    wait_until(lambda: wanted <= {b["task_id"] for b in live.tianwang.accepted().values() if b["status"] == "completed"},
                300, 0.5, "1,000 completed callbacks")
-    completed = [b["task_id"] for b in live.tianwang.events.values() if b["status"] == "completed"]
+    completed = [b["task_id"] for b in live.tianwang.accepted().values() if b["status"] == "completed"]
     assert len([t for t in completed if t in wanted]) == 1000
 
 
@@ -176,7 +176,7 @@ def test_a_wrong_secret_fails_the_signature_check(isolated):
     live = isolated(TIANWANG_CALLBACK_SECRET="not-the-receivers-secret")
     task_id = _fire_one(live)
     wait_until(lambda: live.tianwang.bad_signatures >= 2, 20, 0.2, "rejected signatures")
-    assert task_id not in str(live.tianwang.events)
+    assert live.tianwang.accepted(task_id) == {}
     wait_until(lambda: all(row.state != "pending" for row in _outbox(live, task_id)), 10, 0.2, "settled")
     rows = _outbox(live, task_id)
     assert len(rows) == 2 and all(row.state == "failed" and "401" in row.last_error for row in rows)
