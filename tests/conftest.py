@@ -1,5 +1,6 @@
-"""Shared fixtures. Redis DB numbers keep the suites apart: 8 API tests, 9 the shared live system,
-10-15 systems a single test builds for itself (kill drills)."""
+"""Shared fixtures. Redis DB numbers keep the suites apart: 6 the Redis hand-off tests, 7 the database
+outage drill, 8 API tests, 9 the shared live system, 10-15 systems a single test builds for itself
+(kill drills)."""
 from __future__ import annotations
 
 import uuid
@@ -106,6 +107,14 @@ def live(tmp_path_factory, redis_base, request):
     live_system.stop()
 
 
+@pytest.fixture(autouse=True)
+def _shared_fakes_reset_after_each_test(request):
+    """A control one test sets on the shared system's fakes never reaches the next test."""
+    yield
+    if "live" in request.fixturenames:
+        request.getfixturevalue("live").reset_fakes()
+
+
 def start_live(db: str, redis_url: str, log_dir, *, workers: int = 1, beats: int = 1, listeners: int = 1,
                dispatch_fakes: bool = False, **env) -> "LiveSystem":
     """Fakes, then worker, beat and listener processes against `db` and `redis_url` (flushed first)."""
@@ -138,11 +147,21 @@ class LiveSystem:
         self.system, self.qingjian, self.tianwang, self.app, self.client = system, qingjian, tianwang, app, client
         self.tuhui, self.wecom = tuhui, wecom  # FakeTuhui and FakeWecom, where the system has them
 
+    @property
+    def fakes(self) -> list:
+        return [f for f in (self.qingjian, self.tianwang, self.tuhui, self.wecom) if f is not None]
+
     def stop(self) -> None:
         self.system.stop()
-        for fake in (self.qingjian, self.tianwang, self.tuhui, self.wecom):
-            if fake is not None:
-                fake.stop()
+        for fake in self.fakes:
+            fake.stop()
+
+    def reset_fakes(self) -> None:
+        """Undo the controls a test set on the fakes (one-shot failures, holds, outages)."""
+        for fake in self.fakes:
+            fake.reset_controls()
+            if getattr(fake, "is_up", True) is False:
+                fake.up()
 
     def use(self):
         """Point this process's runtime (Redis, database) at the live system again."""
@@ -165,6 +184,23 @@ class LiveSystem:
     def status(self, task_id: str) -> dict:
         self.use()
         return self.client.get(f"/api/task/status/{task_id}").get_json()["data"]
+
+    def wait_for_sweeps(self, after: float, sweeps: int = 3, timeout: float = 30) -> None:
+        """Until beat's sweep (maintenance.tick, every 0.5 s) has started `sweeps` times since `after`
+        (a time.time()): sweeps never overlap, so all but the last of them have also finished."""
+        from app import runtime
+
+        self.use()
+        rt = runtime.current()
+        started: set[float] = set()
+
+        def swept() -> bool:
+            raw = rt.redis.get(rt.keys.heartbeat("beat"))  # written as each sweep starts
+            if raw is not None and float(raw) > after:
+                started.add(float(raw))
+            return len(started) >= sweeps
+
+        stores.wait_until(swept, timeout, 0.05, f"{sweeps} beat sweeps after {after:.3f}")
 
     def wait_status(self, task_id: str, *statuses: str, timeout: float = 20) -> dict:
         def reached():

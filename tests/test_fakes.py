@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `devkit.fakes` is imported as a package from the project root
     sys.path.insert(0, str(ROOT))
 
+from devkit import stores  # noqa: E402
 from devkit.fakes.qingjian import FakeQingjian  # noqa: E402
 from devkit.fakes.tianwang import FakeTianwang, sign  # noqa: E402
 from devkit.fakes.tuhui import FakeTuhui  # noqa: E402
@@ -96,7 +97,7 @@ def test_qingjian_payment_order_and_raw_frames(qj):
     assert raw == "{not json"
 
 
-def test_qingjian_a_repeated_step_is_delivered_once(qj):
+def test_qingjian_a_repeated_step_is_delivered_once_and_every_frame_is_recorded(qj):
     ws = connect(qj)
     for _ in range(2):
         send(ws, req_id="T1:0:0")
@@ -105,8 +106,17 @@ def test_qingjian_a_repeated_step_is_delivered_once(qj):
     assert recv(ws)["data"] == {"req_id": "T1:0:1", "ok": True, "error": None}
     send(ws, req_id="T1:1:1")  # another step is a new delivery
     assert recv(ws)["data"]["ok"] is True
-    assert [s["req_id"] for s in qj.sent] == ["T1:0:0", "T1:1:1"]
-    assert qj.duplicates_ignored == 2
+    assert [s["req_id"] for s in qj.sent] == ["T1:0:0", "T1:1:1"]  # what the customer received
+    # ... and what our side sent: every frame, the repeats marked
+    assert [(f["req_id"], f["step"], f["task_id"], f["outcome"], f["repeat"], f["answer"]) for f in qj.frames] == [
+        ("T1:0:0", "T1:0", "T1", "delivered", False, "sent"), ("T1:0:0", "T1:0", "T1", "repeat", True, "sent"),
+        ("T1:0:1", "T1:0", "T1", "repeat", True, "sent"), ("T1:1:1", "T1:1", "T1", "delivered", False, "sent")]
+    assert [f["req_id"] for f in qj.repeats()] == ["T1:0:0", "T1:0:1"] and qj.duplicates_ignored == 2
+    assert {step: [f["req_id"] for f in frames] for step, frames in qj.steps_sent_twice().items()} == {
+        "T1:0": ["T1:0:0", "T1:0:0", "T1:0:1"]}
+    assert len(qj.frames_for("customer_123")) == 4 and qj.frames_for("someone_else") == []
+    assert len(qj.frames_of("T1")) == 4 and qj.frames_of("T") == []
+    assert all(isinstance(f["time"], float) for f in qj.frames)
 
 
 def test_qingjian_a_refused_attempt_does_not_count_as_delivered(qj):
@@ -117,6 +127,8 @@ def test_qingjian_a_refused_attempt_does_not_count_as_delivered(qj):
     send(ws, req_id="T2:0:1")
     assert recv(ws)["data"]["ok"] is True
     assert [s["req_id"] for s in qj.sent] == ["T2:0:1"]
+    assert [(f["outcome"], f["repeat"]) for f in qj.frames] == [("refused", False), ("delivered", False)]
+    assert qj.steps_sent_twice() == {}  # a step tried again after a refusal is not sent twice
 
 
 def test_qingjian_fail_next_and_invalid_sends(qj):
@@ -138,19 +150,20 @@ def test_qingjian_hold_release_mute_and_delay(qj):
     ws = connect(qj)
     qj.hold()
     send(ws, req_id="H:0:0")
-    with pytest.raises(websocket.WebSocketTimeoutException):
-        recv(ws, timeout=0.3)
+    assert qj.wait_for_frames(lambda frames: frames and frames[-1]["answer"] == "held", 2)
     assert len(qj.sent) == 1  # delivered, only the answer is held back
     assert qj.release() == 1
     assert recv(ws)["data"]["req_id"] == "H:0:0"
+    assert qj.frames[-1]["answer"] == "sent" and not qj.answer_lost(qj.frames[-1])
 
     qj.mute(1)
     send(ws, req_id="M:0:0")
-    with pytest.raises(websocket.WebSocketTimeoutException):
-        recv(ws, timeout=0.3)
+    assert qj.wait_for_frames(lambda frames: frames[-1]["req_id"] == "M:0:0", 2)
+    assert qj.frames[-1]["answer"] == "muted" and qj.answer_lost(qj.frames[-1])
     send(ws, req_id="M:0:0")  # the client's retransmission is answered, not delivered again
     assert recv(ws)["data"] == {"req_id": "M:0:0", "ok": True, "error": None}
     assert [s["req_id"] for s in qj.sent] == ["H:0:0", "M:0:0"]
+    assert [f["req_id"] for f in qj.repeats()] == ["M:0:0"]
 
     qj.set_delay(0.3)
     started = time.monotonic()
@@ -159,6 +172,28 @@ def test_qingjian_hold_release_mute_and_delay(qj):
     assert recv(ws) == {"event": "pong"}  # a late answer doesn't block the connection
     assert recv(ws)["data"]["req_id"] == "D:0:0"
     assert time.monotonic() - started >= 0.28
+
+
+def test_qingjian_an_answer_released_to_a_dropped_connection_is_recorded_lost(qj):
+    ws = connect(qj)
+    qj.hold()
+    send(ws, req_id="L:0:0")
+    assert qj.wait_for_frames(lambda frames: frames and frames[-1]["answer"] == "held", 2)
+    qj.drop_connections()
+    assert qj.wait_for_frames(lambda frames: qj.client_count == 0, 2)
+    qj.release()
+    assert qj.frames[-1]["answer"] == "lost" and qj.answer_lost(qj.frames[-1])
+
+
+def test_qingjian_reset_controls_answers_at_once_again(qj):
+    ws = connect(qj)
+    qj.fail_next(5)
+    qj.mute(5)
+    qj.set_delay(30)
+    qj.hold()
+    qj.reset_controls()
+    send(ws, req_id="R:0:0")
+    assert recv(ws)["data"] == {"req_id": "R:0:0", "ok": True, "error": None}
 
 
 def test_qingjian_drop_malformed_and_restart(qj):
@@ -172,10 +207,7 @@ def test_qingjian_drop_malformed_and_restart(qj):
     assert qj.drop_connections() == 1
     with pytest.raises((websocket.WebSocketConnectionClosedException, ConnectionError, OSError)):
         recv(ws)  # the next read sees the connection gone (no close handshake)
-    deadline = time.monotonic() + 2
-    while qj.client_count and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert qj.client_count == 0
+    stores.wait_until(lambda: qj.client_count == 0, 2, 0.02, "the dropped client to be gone")
 
     port = qj.port
     qj.stop()
@@ -201,6 +233,8 @@ def test_qingjian_control_api():
         send(ws, req_id="C:0:0", to_id="c9")
         recv(ws)
         assert [s["req_id"] for s in requests.get(f"{control}/sent", timeout=3).json()] == ["C:0:0"]
+        assert [f["outcome"] for f in requests.get(f"{control}/frames", timeout=3).json()] == ["delivered"]
+        assert requests.get(f"{control}/clients", timeout=3).json() == {"clients": 1}
         close_clients()
 
 
@@ -226,8 +260,12 @@ def test_tianwang_signature_and_dedupe():
         assert post_callback(tw, raw).status_code == 401  # no signature at all
         assert tw.bad_signatures == 2
         assert list(tw.events) == ["e-1"] and tw.duplicates == 1
-        assert len(tw.received) == 4
-        assert tw.received[0]["body"]["status"] == "running"
+        assert [(p["event_id"], p["status"]) for p in tw.received] == [("e-1", 200), ("e-1", 200), ("e-1", 401),
+                                                                      ("e-1", 401)]
+        assert tw.received[0]["body"]["status"] == "running" and tw.received[0]["raw"] == raw
+        assert tw.received[0]["headers"]["X-Tianwang-Event-Id"] == "e-1"
+        assert list(tw.posted_after_success()) == ["e-1"]  # the second post followed a 200
+        assert len(tw.posts(event_id="e-1")) == 4 and len(tw.posts(task_id="TASK_1")) == 4
         assert tw.statuses("TASK_1") == ["running"]
         assert tw.contract_violations == []
 
@@ -249,6 +287,32 @@ def test_tianwang_controls_and_contract_check():
         assert tw.contract_violations == [("e-3", [
             "X-Tianwang-Event-Id header differs from body event_id", "timestamp has no UTC offset"])]
         assert requests.post(tw.url, data=b"{", timeout=3).status_code == 400
+        # e-1: a 500 then a 200; e-2: hung (its client gave up): reposts of both are at-least-once
+        assert tw.posted_after_success() == {}
+        assert [p["hung"] for p in tw.posts(event_id="e-2")] == [1.0]
+
+
+def test_tianwang_drops_and_redirects_on_request():
+    with FakeTianwang() as tw:
+        tw.drop_next(1)
+        with pytest.raises(requests.ConnectionError):
+            post_callback(tw, callback_body(event_id="e-1"))
+        assert post_callback(tw, callback_body(event_id="e-1")).status_code == 200
+        assert [(p["status"], p["dropped"]) for p in tw.posts(event_id="e-1")] == [(None, True), (200, False)]
+        assert tw.posted_after_success() == {}  # the repeat followed an attempt that got no answer
+
+        tw.redirect(tw.base_url + "/moved", 307, times=1)
+        moved = requests.post(tw.url, data=callback_body(event_id="e-2"), allow_redirects=False, timeout=3)
+        assert moved.status_code == 307 and moved.headers["Location"] == tw.base_url + "/moved"
+        assert "e-2" not in tw.events
+        tw.answer_with(503, times=1, task_id="TASK_2")  # only that task's next callback
+        assert post_callback(tw, callback_body(event_id="e-3"), event_id="e-3").status_code == 200
+        assert post_callback(tw, callback_body("TASK_2", event_id="e-4"), event_id="e-4").status_code == 503
+        assert post_callback(tw, callback_body("TASK_2", event_id="e-4"), event_id="e-4").status_code == 200
+        tw.answer_with(500)
+        tw.answer_with(500, task_id="TASK_3")
+        tw.reset_controls()
+        assert post_callback(tw, callback_body("TASK_3", event_id="e-5"), event_id="e-5").status_code == 200
 
 
 def test_tianwang_down_and_up_on_same_port():
@@ -375,19 +439,19 @@ def test_module_clis_serve_until_sigterm():
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for cmd in commands]
     try:
-        def ready(port: int) -> bool:
-            deadline = time.monotonic() + 8
-            while time.monotonic() < deadline:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                    return True
-                except OSError:
-                    time.sleep(0.05)
-            return False
+        def listening(port: int) -> bool:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return True
+            except OSError:
+                return False
 
-        assert all(ready(p) for p in ports.values())
+        for port in ports.values():
+            stores.wait_until(lambda: listening(port), 8, 0.05, f"a fake to listen on {port}")
         ws = websocket.create_connection(f"ws://127.0.0.1:{ports['qj']}", timeout=3)
-        time.sleep(0.1)  # let the server register the client before the control call
+        clients = f"http://127.0.0.1:{ports['ctl']}/clients"
+        stores.wait_until(lambda: requests.get(clients, timeout=3).json()["clients"] == 1, 5,
+                          message="the fake to register the client")
         said = requests.post(f"http://127.0.0.1:{ports['ctl']}/say",
                              json={"from_id": "c1", "content": "好的"}, timeout=3).json()
         assert json.loads(ws.recv())["data"]["msg_id"] == said["msg_id"]

@@ -1,6 +1,7 @@
 """Shared plumbing for the HTTP fakes (天网 callback receiver, 图绘, WeCom robot).
 
-A fake subclasses `FakeHTTPServer` and implements `handle(request) -> (status, json_obj)`.
+A fake subclasses `FakeHTTPServer` and implements `handle(request) -> (status, json_obj[, headers])`;
+raising `DropConnection` there closes the connection without any answer (a crash mid-request).
 The base class owns the listening socket (port 0 = pick a free one, then keep that port so
 `down()` / `up()` can simulate an outage and a restart on the SAME address), a request log,
 a condition variable for `wait_*` helpers, and interruptible sleeps for "slow" controls.
@@ -21,6 +22,10 @@ from urllib.parse import parse_qs, urlsplit
 def emit(label: str, line: str) -> None:
     """One readable line per wire event; flushed so a demo terminal shows it at once."""
     print(f"[{label}] {line}", flush=True)
+
+
+class DropConnection(Exception):
+    """Raised by a fake's handle(): close the connection without answering."""
 
 
 @dataclass
@@ -76,12 +81,18 @@ class _Handler(BaseHTTPRequestHandler):
             raw=raw,
         )
         fake: FakeHTTPServer = self.server.fake  # type: ignore[attr-defined]
-        status, body = fake._serve(request)
+        answer = fake._serve(request)
+        if answer is None:  # DropConnection: no status line, no body
+            self.close_connection = True
+            return
+        status, body, headers = answer
         payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json; charset=utf-8")
             self.send_header("Content-Length", str(len(payload)))
+            for name, value in headers.items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(payload)
         except (BrokenPipeError, ConnectionResetError):
@@ -164,20 +175,30 @@ class FakeHTTPServer:
     def handle(self, request: Request) -> tuple[int, Any]:
         raise NotImplementedError
 
-    def _serve(self, request: Request) -> tuple[int, Any]:
+    def reset_controls(self) -> None:
+        """Undo every control a test set (failures, delays, outages of single requests)."""
+
+    def _serve(self, request: Request) -> tuple[int, Any, dict[str, str]] | None:
         entry = {"method": request.method, "path": request.path, "status": None,
                  "time": request.time}
         with self._cond:
             self.requests.append(entry)
+        headers: dict[str, str] = {}
         try:
-            status, body = self.handle(request)
+            status, body, *more = self.handle(request)
+            headers = more[0] if more else {}
+        except DropConnection:
+            with self._cond:
+                entry["status"] = "dropped"
+                self._cond.notify_all()
+            return None
         except Exception as exc:  # a bug in a fake must show up as a clear 500, not a hang
             emit(self.label, f"ERROR handling {request.method} {request.path}: {exc!r}")
             status, body = 500, {"error": f"fake crashed: {exc!r}"}
         with self._cond:
             entry["status"] = status
             self._cond.notify_all()
-        return status, body
+        return status, body, headers
 
     # -- helpers for subclasses ------------------------------------------------------------
     def sleep(self, seconds: float) -> None:

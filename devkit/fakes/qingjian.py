@@ -1,9 +1,10 @@
 """Fake 轻简 chat connector: a WebSocket server speaking CONTRACTS.md §2 (protocol v1).
 
-Tests (or a human, through the HTTP control API) make customers speak; the fake records what
-the bridge sends to customers and answers each send with a `send_result`. Controls make those
-answers fail, come late, never come, or the connection break, so retries and reconnects can be
-exercised. `sent` holds only what a customer actually received, each `req_id` once.
+Tests (or a human, through the HTTP control API) make customers speak; the fake answers each send
+with a `send_result`, and controls make those answers fail, come late, never come, or the connection
+break. Like the real 轻简 is assumed to, it recognises a repeated `<task_id>:<step>` and does not
+deliver the step again; yet it records EVERY frame our side sent (`frames`, see _qingjian_frames),
+so tests see each repeat. `sent` is what customers received, each step once.
 
     python -m devkit.fakes.qingjian --port 9528 --control-port 9529
     curl -XPOST localhost:9529/say -d '{"from_id":"customer_123","content":"好的"}'
@@ -21,45 +22,19 @@ from typing import Any
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection, serve
 
-from devkit.fakes._http import FakeHTTPServer, Request, emit, json_body, serve_until_signal
+from devkit.fakes._http import emit, serve_until_signal
+from devkit.fakes._qingjian_control import Control
+from devkit.fakes._qingjian_frames import SEND_ACTIONS, SendRecord, describe, new_frame, problem
 
 LABEL = "轻简 fake"
-SEND_ACTIONS = ("send_text", "send_file", "send_link")
-# Fields each send must carry in `data` (besides acc_id and to_id); URLs must be http(s).
-_REQUIRED = {"send_text": ("content",), "send_file": ("file_url",), "send_link": ("url",)}
-_URL_FIELDS = ("file_url", "url")
-
-
-def _problem(action: str, data: Any) -> str | None:
-    """Why a real 轻简 would refuse this send, or None."""
-    if not isinstance(data, dict):
-        return "data must be an object"
-    for key in ("acc_id", "to_id") + _REQUIRED[action]:
-        if not isinstance(data.get(key), str) or not data[key].strip():
-            return f"missing {key}"
-    for key in _URL_FIELDS:
-        if key in data and not str(data[key]).startswith(("http://", "https://")):
-            return f"{key} must be http(s)"
-    return None
-
-
-def _describe(action: str, data: dict[str, Any]) -> str:
-    if action == "send_text":
-        text = data.get("content", "").replace("\n", "⏎")
-        return f"send_text {text[:60]!r}" + ("…" if len(text) > 60 else "")
-    if action == "send_file":
-        return f"send_file {data.get('file_name') or data.get('file_url')}"
-    return f"send_link {data.get('title') or ''} {data.get('url')}".replace("  ", " ")
-
-
-class FakeQingjian:
+class FakeQingjian(SendRecord):
     def __init__(self, host: str = "127.0.0.1", port: int = 0,
                  control_port: int | None = None) -> None:
         self.host, self.port, self.control_port = host, port, control_port
-        self.sent: list[dict[str, Any]] = []  # delivered: action, req_id, data, time
+        self.frames: list[dict[str, Any]] = []  # every send frame received (see the module docstring)
+        self.sent: list[dict[str, Any]] = []  # what customers received: the `delivered` frames
         self.failed: list[dict[str, Any]] = []  # answered ok=false (+ error); not delivered
         self.emitted: list[dict[str, Any]] = []  # inbound frames pushed to clients
-        self.duplicates_ignored = 0
         self.malformed_received = 0  # non-JSON / non-object / unknown action / no req_id
         self.pings = 0
         self.connect_times: list[float] = []  # when each client connected (failover timing)
@@ -69,10 +44,10 @@ class FakeQingjian:
         self._fail_left, self._fail_error = 0, "boom"
         self._mute_left = 0
         self._delay = 0.0
-        self._held: list[tuple[ServerConnection, dict[str, Any]]] | None = None
+        self._held: list[tuple[ServerConnection, dict[str, Any], dict[str, Any]]] | None = None
         self._server = None
         self._thread: threading.Thread | None = None
-        self.control: _Control | None = None
+        self.control: Control | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     @property
@@ -89,7 +64,7 @@ class FakeQingjian:
                                         name=f"FakeQingjian:{self.port}", daemon=True)
         self._thread.start()
         if self.control_port is not None and self.control is None:
-            self.control = _Control(self, port=self.control_port, host=self.host).start()
+            self.control = Control(self, port=self.control_port, host=self.host).start()
             self.control_port = self.control.port
         return self
 
@@ -173,10 +148,11 @@ class FakeQingjian:
                 self._held = []
 
     def release(self) -> int:
+        """Send the held answers (to a connection that died meanwhile they are lost) and stop holding."""
         with self._cond:
             held, self._held = self._held or [], None
-        for ws, frame in held:
-            self._send_text(ws, json.dumps(frame, ensure_ascii=False))
+        for ws, entry, frame in held:
+            self._deliver_answer(ws, entry, frame)
         emit(LABEL, f"released {len(held)} held send_result(s)")
         return len(held)
 
@@ -184,6 +160,12 @@ class FakeQingjian:
         """Deliver the next n new sends but never answer them."""
         with self._cond:
             self._mute_left = n
+
+    def reset_controls(self) -> None:
+        """Back to answering every send at once: no failures, mutes or delay left; held answers released."""
+        with self._cond:
+            self._fail_left, self._mute_left, self._delay = 0, 0, 0.0
+        self.release()
 
     def drop_connections(self) -> int:
         """Cut every client off without a close frame, as a crash or network loss would."""
@@ -197,23 +179,14 @@ class FakeQingjian:
         emit(LABEL, f"dropped {len(clients)} connection(s)")
         return len(clients)
 
-    # -- queries ---------------------------------------------------------------------------
     @property
     def client_count(self) -> int:
         with self._cond:
             return len(self._clients)
 
-    def sent_to(self, to_id: str) -> list[dict[str, Any]]:
-        with self._cond:
-            return [s for s in self.sent if s["data"].get("to_id") == to_id]
-
     def wait_for_client(self, timeout: float = 10) -> bool:
         with self._cond:
             return self._cond.wait_for(lambda: bool(self._clients), timeout=timeout)
-
-    def wait_for_sends(self, n: int, timeout: float = 10) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: len(self.sent) >= n, timeout=timeout)
 
     # -- serving ---------------------------------------------------------------------------
     def _handle(self, ws: ServerConnection) -> None:
@@ -251,50 +224,63 @@ class FakeQingjian:
             emit(LABEL, f"ignored malformed/unknown frame {str(message)[:80]!r}")
 
     def _on_send(self, ws: ServerConnection, action: str, req_id: str, data: Any) -> None:
-        entry = {"action": action, "req_id": req_id, "data": data, "time": time.time()}
-        answer = True
-        # CONTRACTS.md §2: the part of a req_id before its last colon names the step across
-        # retries, "so a repeated send can be recognised": a step already delivered is not
-        # delivered again, whether the repeat is a retransmission or a later attempt.
-        step = req_id.rsplit(":", 1)[0] if req_id.count(":") >= 2 else req_id
+        # CONTRACTS.md §2: a step already delivered is not delivered again, whether the repeat is a
+        # retransmission or a later attempt (the req_id's part before its last colon names the step).
+        entry = new_frame(action, req_id, data)
+        step, answer = entry["step"], True
         with self._cond:
+            self.frames.append(entry)
             if step in self._results:
-                self.duplicates_ignored += 1
-                result, line = self._results[step], f"repeated send of step {step} ignored (req {req_id})"
-            elif (problem := _problem(action, data)) or self._fail_left > 0:
-                if not problem:
+                entry.update(outcome="repeat", repeat=True)
+                result, line = self._results[step], f"repeated send of step {step} not delivered again (req {req_id})"
+            elif (refusal := problem(action, data)) or self._fail_left > 0:
+                if not refusal:
                     self._fail_left -= 1
-                error = problem or self._fail_error
+                error = refusal or self._fail_error
                 result = {"ok": False, "error": error}
-                self.failed.append({**entry, "error": error})
+                entry.update(outcome="refused", error=error)
+                self.failed.append(entry)
                 line = f"-x {data.get('to_id') if isinstance(data, dict) else '?'} {action} " \
                        f"FAILED: {error} (req {req_id})"
             else:
                 result = {"ok": True, "error": None}
+                entry["outcome"] = "delivered"
                 self._results[step] = result
                 self.sent.append(entry)
-                line = f"-> {data['to_id']} {_describe(action, data)} (req {req_id})"
+                line = f"-> {data['to_id']} {describe(action, data)} (req {req_id})"
                 if self._mute_left > 0:
                     self._mute_left -= 1
+                    entry["answer"] = "muted"
                     answer, line = False, line + " [muted: no send_result]"
             self._cond.notify_all()
         emit(LABEL, line)
         if answer:
-            self._answer(ws, {"event": "send_result", "data": {"req_id": req_id, **result}})
+            self._answer(ws, entry, {"event": "send_result", "data": {"req_id": req_id, **result}})
 
-    def _answer(self, ws: ServerConnection, frame: dict[str, Any]) -> None:
+    def _answer(self, ws: ServerConnection, entry: dict[str, Any], frame: dict[str, Any]) -> None:
         with self._cond:
             if self._held is not None:
-                self._held.append((ws, frame))
+                entry["answer"] = "held"
+                self._held.append((ws, entry, frame))
                 return
             delay = self._delay
-        text = json.dumps(frame, ensure_ascii=False)
+            if delay > 0:
+                entry["answer"] = "pending"
         if delay > 0:
-            timer = threading.Timer(delay, self._send_text, (ws, text))
+            timer = threading.Timer(delay, self._deliver_answer, (ws, entry, frame))
             timer.daemon = True
             timer.start()
         else:
-            self._send_text(ws, text)
+            self._deliver_answer(ws, entry, frame)
+
+    def _deliver_answer(self, ws: ServerConnection, entry: dict[str, Any], frame: dict[str, Any]) -> None:
+        with self._cond:  # recorded first: the client may act on the answer before send() returns here
+            entry["answer"] = "sent"
+        if not self._send_text(ws, json.dumps(frame, ensure_ascii=False)):
+            with self._cond:
+                entry["answer"] = "lost"
+        with self._cond:
+            self._cond.notify_all()
 
     @staticmethod
     def _send_text(ws: ServerConnection, text: str) -> bool:
@@ -305,39 +291,6 @@ class FakeQingjian:
             return False  # the client is gone; a real 轻简 would lose this frame too
 
 
-class _Control(FakeHTTPServer):
-    """HTTP control API so a human running the demo can make a customer speak."""
-
-    label = "轻简 fake control"
-    _FIELDS = {"say": ("from_id", "content", "from_name", "acc_id", "msg_type", "msg_id", "ts"),
-               "pay": ("from_id", "order_id", "amount", "from_name", "acc_id", "msg_id", "ts"),
-               "order": ("from_id", "order_id", "from_name", "acc_id", "msg_id", "ts")}
-
-    def __init__(self, qingjian: FakeQingjian, port: int, host: str) -> None:
-        super().__init__(host, port)
-        self.qingjian = qingjian
-
-    def handle(self, request: Request) -> tuple[int, Any]:
-        name = request.path.strip("/")
-        if request.method == "GET" and name in ("sent", "failed"):
-            with self.qingjian._cond:
-                return 200, list(getattr(self.qingjian, name))
-        if request.method == "POST" and name == "drop":
-            return 200, {"dropped": self.qingjian.drop_connections()}
-        if request.method != "POST" or name not in self._FIELDS:
-            return 404, {"error": "use POST /say, /pay, /order, /drop or GET /sent, /failed"}
-        body, error = json_body(request)
-        if error or not isinstance(body, dict):
-            return 400, {"error": error or "body must be a JSON object"}
-        required = ("from_id", "content") if name == "say" else ("from_id",)
-        missing = [k for k in required if not body.get(k)]
-        if missing:
-            return 422, {"error": f"missing {', '.join(missing)}"}
-        kwargs = {k: body[k] for k in self._FIELDS[name] if k in body}
-        msg_id = getattr(self.qingjian, name)(**kwargs)
-        return 200, {"msg_id": msg_id, "clients": self.qingjian.client_count}
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -346,7 +299,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     fake = FakeQingjian(host=args.host, port=args.port, control_port=args.control_port).start()
     emit(LABEL, f"WebSocket on {fake.url}; control API on {fake.control.base_url} "
-                f"(POST /say {{\"from_id\",\"content\"}}, /pay, /order, /drop; GET /sent)")
+                f"(POST /say {{\"from_id\",\"content\"}}, /pay, /order, /drop; GET /sent, /frames)")
     serve_until_signal(fake)
 
 

@@ -1,8 +1,11 @@
 """Fake 天网 callback receiver (CONTRACTS.md §1 "Callback").
 
-Records every POST, dedupes by `event_id` (as the real 天网 does: delivery is at least once),
-checks the HMAC signature when a secret is set, and can be told to fail, hang or go down so
-the bridge's retry/backoff path can be exercised.
+Records every POST (`received`: its event_id, body, headers, the answer it gave, or that it hung or
+dropped the connection), so a repeated event_id is visible; dedupes by `event_id` into `events` (as
+the real 天网 does: delivery is at least once); checks the HMAC signature when a secret is set; and
+can be told to fail (`answer_with`), redirect (`redirect(url, 301)`, which the bridge must not follow),
+hang (`hang(s)`: a slow 天网), drop the connection (`drop_next`) or go down, so the bridge's retry path
+can be exercised.
 
     python -m devkit.fakes.tianwang --port 9530 [--secret S]
 """
@@ -14,7 +17,15 @@ import hmac
 from datetime import datetime
 from typing import Any, Callable
 
-from devkit.fakes._http import Countdown, FakeHTTPServer, Request, emit, json_body, serve_until_signal
+from devkit.fakes._http import (
+    Countdown,
+    DropConnection,
+    FakeHTTPServer,
+    Request,
+    emit,
+    json_body,
+    serve_until_signal,
+)
 
 CALLBACK_PATH = "/callback"
 CALLBACK_STATUSES = {"running", "completed", "failed", "cancelled", "timeout"}
@@ -51,33 +62,56 @@ class FakeTianwang(FakeHTTPServer):
     def __init__(self, secret: str | None = None, port: int = 0, host: str = "127.0.0.1") -> None:
         super().__init__(host, port)
         self.secret = secret
-        self.received: list[dict[str, Any]] = []  # every POST: body, headers, status, problems
+        # Every POST, in arrival order: event_id, body, headers, raw, time, status (the answer given;
+        # None while it hangs, or when the connection was dropped), hung (seconds it waited before
+        # answering), dropped.
+        self.received: list[dict[str, Any]] = []
         self.events: dict[str, dict[str, Any]] = {}  # accepted (2xx) callbacks by event_id
         self.duplicates = 0  # accepted again with an event_id already in `events`
         self.bad_signatures = 0
         self.contract_violations: list[tuple[str, list[str]]] = []  # (event_id, problems)
         self._status = Countdown()
+        self._status_of: dict[str, Countdown] = {}  # task_id -> its own forced answers
         self._hang = Countdown()
+        self._drop = Countdown()
+        self._redirect = Countdown()  # (status, Location)
 
     @property
     def url(self) -> str:
         return self.base_url + CALLBACK_PATH
 
     # -- controls --------------------------------------------------------------------------
-    def answer_with(self, status: int, times: int | None = None) -> None:
-        """Answer the next `times` callbacks (None: all) with `status`, e.g. 500, 429, 400."""
+    def answer_with(self, status: int, times: int | None = None, *, task_id: str | None = None) -> None:
+        """Answer the next `times` callbacks (None: all) with `status`, e.g. 500, 429, 400; with `task_id`,
+        only that task's (so callbacks of other tasks still in flight do not use the control up)."""
         with self._cond:
-            self._status.set(status, times)
+            if task_id is None:
+                self._status.set(status, times)
+            else:
+                self._status_of.setdefault(task_id, Countdown()).set(status, times)
+
+    def redirect(self, location: str, status: int = 301, times: int | None = None) -> None:
+        """Answer the next `times` callbacks (None: all) with `status` (3xx) and `Location: location`."""
+        with self._cond:
+            self._redirect.set((status, location), times)
 
     def hang(self, seconds: float, times: int | None = None) -> None:
         """Sleep `seconds` before answering the next `times` callbacks (None: all; 0 = stop)."""
         with self._cond:
             self._hang.set(seconds, times if seconds else 0)
 
+    def drop_next(self, times: int = 1) -> None:
+        """Read the next `times` callbacks, then close the connection without answering."""
+        with self._cond:
+            self._drop.set(True, times)
+
     def reset_controls(self) -> None:
         with self._cond:
             self._status.set(None, 0)
+            self._status_of.clear()
             self._hang.set(None, 0)
+            self._drop.set(None, 0)
+            self._redirect.set(None, 0)
 
     # -- queries ---------------------------------------------------------------------------
     def statuses(self, task_id: str) -> list[str]:
@@ -92,26 +126,66 @@ class FakeTianwang(FakeHTTPServer):
             return self.wait_until(lambda: len(self.events) >= count, timeout)
         return self.wait_until(lambda: bool(what(self)), timeout)
 
+    def accepted(self, task_id: str | None = None) -> dict[str, dict[str, Any]]:
+        """{event_id: body} of the accepted callbacks (of one task), a copy safe to read while posts come."""
+        with self._cond:
+            return {e: body for e, body in self.events.items() if task_id is None or body.get("task_id") == task_id}
+
     def wait_for_status(self, task_id: str, status: str, timeout: float = 10) -> bool:
         return self.wait_for(lambda tw: status in tw.statuses(task_id), timeout)
 
-    # -- serving ---------------------------------------------------------------------------
-    def handle(self, request: Request) -> tuple[int, Any]:
-        if request.method != "POST" or request.path != CALLBACK_PATH:
-            return 404, {"error": f"no route {request.method} {request.path}"}
+    def posts(self, *, event_id: str | None = None, task_id: str | None = None) -> list[dict[str, Any]]:
+        """Every POST received (of one event or one task), in arrival order, whatever it was answered."""
         with self._cond:
-            hang, forced = self._hang.take(), self._status.take()
+            return [e for e in self.received
+                    if (event_id is None or e["event_id"] == event_id)
+                    and (task_id is None or isinstance(e["body"], dict) and e["body"].get("task_id") == task_id)]
+
+    def posted_after_success(self) -> dict[str, list[dict[str, Any]]]:
+        """{event_id: its posts} for every event posted again after an attempt that was answered 2xx
+        at once. At-least-once delivery allows a repeat only after an attempt that got no 2xx: a
+        refusal, a dropped connection, or a hang the client may have given up on."""
+        with self._cond:
+            by_event: dict[str, list[dict[str, Any]]] = {}
+            for entry in self.received:
+                if entry["event_id"]:
+                    by_event.setdefault(entry["event_id"], []).append(entry)
+        return {event_id: posts for event_id, posts in by_event.items()
+                if any(answered_2xx(p) for p in posts[:-1])}
+
+    # -- serving ---------------------------------------------------------------------------
+    def handle(self, request: Request) -> tuple[int, Any, dict[str, str]]:
+        if request.method != "POST" or request.path != CALLBACK_PATH:
+            return 404, {"error": f"no route {request.method} {request.path}"}, {}
+        body, error = json_body(request)
+        event_id = body.get("event_id") if isinstance(body, dict) else None
+        entry = {"event_id": event_id, "body": body, "headers": request.headers, "raw": request.raw,
+                 "time": request.time, "status": None, "hung": 0.0, "dropped": False, "problems": []}
+        with self._cond:
+            self.received.append(entry)  # at once: a post still hanging is visible too
+            mine = self._status_of.get(body.get("task_id")) if isinstance(body, dict) else None
+            forced = (mine.take() if mine else None) or self._status.take()
+            hang, drop = self._hang.take(), self._drop.take()
+            redirect = self._redirect.take()
+            entry["hung"] = hang or 0.0
         if hang:
             self.sleep(hang)
-        body, error = json_body(request)
-        entry = {"body": body, "headers": request.headers, "raw": request.raw,
-                 "time": request.time, "status": None, "problems": []}
+        if drop:
+            with self._cond:
+                entry["dropped"] = True
+                self._cond.notify_all()
+            emit(self.label, f"{_summary(body)} (event {str(event_id)[:8]}…) connection DROPPED, no answer")
+            raise DropConnection()
+        if redirect:
+            with self._cond:
+                entry["status"], location = redirect
+                self._cond.notify_all()
+            emit(self.label, f"{_summary(body)} answered {entry['status']}, Location: {location}")
+            return entry["status"], {"moved": location}, {"Location": location}
         status, answer = self._decide(request, body, error, forced)
-        entry["status"] = status
-        event_id = body.get("event_id") if isinstance(body, dict) else None
         duplicate = False
         with self._cond:
-            self.received.append(entry)
+            entry["status"] = status
             if 200 <= status < 300 and event_id:
                 if event_id in self.events:
                     self.duplicates += 1
@@ -123,7 +197,7 @@ class FakeTianwang(FakeHTTPServer):
                         self.contract_violations.append((event_id, entry["problems"]))
             self._cond.notify_all()
         self._print(body, event_id, status, entry["problems"], duplicate)
-        return status, answer
+        return status, answer, {}
 
     def _decide(self, request: Request, body: Any, error: str | None,
                 forced: int | None) -> tuple[int, Any]:
@@ -143,12 +217,11 @@ class FakeTianwang(FakeHTTPServer):
 
     def _print(self, body: Any, event_id: str | None, status: int, problems: list[str],
                duplicate: bool) -> None:
+        line = _summary(body)
         if isinstance(body, dict):
-            line = f"{body.get('task_id')} -> {body.get('status')} (event {str(event_id)[:8]}…)"
+            line += f" (event {str(event_id)[:8]}…)"
             if body.get("error"):
                 line += f" error={body['error']!r}"
-        else:
-            line = "unparseable callback"
         if duplicate:
             line += " (duplicate, ignored)"
         if status != 200:
@@ -156,6 +229,17 @@ class FakeTianwang(FakeHTTPServer):
         if problems:
             line += f" CONTRACT: {'; '.join(problems)}"
         emit(self.label, line)
+
+
+def answered_2xx(post: dict[str, Any]) -> bool:
+    """The client surely heard a 2xx: answered 2xx, without dropping or hanging first."""
+    return post["status"] is not None and 200 <= post["status"] < 300 and not post["hung"]
+
+
+def _summary(body: Any) -> str:
+    if isinstance(body, dict):
+        return f"{body.get('task_id')} -> {body.get('status')}"
+    return "unparseable callback"
 
 
 def main(argv: list[str] | None = None) -> None:

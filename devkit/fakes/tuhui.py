@@ -41,6 +41,7 @@ class FakeTuhui(FakeHTTPServer):
         super().__init__(host, port)
         self.api_key = api_key
         self.online: list[str] = list(designers or [])
+        self._designers = list(self.online)  # who is online again after reset_controls()
         self.tasks: dict[str, dict[str, Any]] = {}
         self.created: list[dict[str, Any]] = []  # the task records, in creation order
         self.assignments: list[dict[str, Any]] = []  # task_id, designer_name, notes, time
@@ -70,6 +71,12 @@ class FakeTuhui(FakeHTTPServer):
     def reset_suggestion(self) -> None:
         with self._cond:
             self._suggestion = _AUTO
+
+    def reset_controls(self) -> None:
+        """Everyone online again, the automatic suggestion, no failures, slowness or lost answers."""
+        with self._cond:
+            self.online, self._bare_list, self._suggestion = list(self._designers), False, _AUTO
+            self._failures, self._slow, self._create_hang = [], {}, 0.0
 
     def fail_next(self, path_prefix: str, status: int = 500, n: int = 1) -> None:
         with self._cond:

@@ -38,6 +38,10 @@ class FakeWecom(FakeHTTPServer):
         with self._cond:
             self._errors.append([errcode, errmsg, n])
 
+    def reset_controls(self) -> None:
+        with self._cond:
+            self._errors = []
+
     # -- queries ---------------------------------------------------------------------------
     def wait_for_messages(self, n: int, timeout: float = 10) -> bool:
         return self.wait_until(lambda: len(self.messages) >= n, timeout)

@@ -92,6 +92,36 @@ def test_claims_racing_a_cancel_have_exactly_one_winner(app, client):
     assert outbox == [(target, "pending")]
 
 
+def test_twenty_batch_claims_of_one_task_exactly_one_wins(app, client):
+    """Matching and beat's timers claim in batches (`move_many`: one UPDATE … WHERE status = 'waiting')."""
+    task_id = uid()
+    assert_envelope(client.post("/api/task/receive", json=task_body(task_id)), 200)
+
+    def claim(_):
+        with session_scope() as session:
+            return task_states.move_many(session, [task_id, uid("absent")], "waiting", "running")
+
+    results = _race(THREADS, claim)
+    assert sorted(results) == [[]] * (THREADS - 1) + [[task_id]], results
+    status, moves, outbox = _history(task_id)
+    assert status == "running"
+    assert moves == [("pending", "waiting"), ("waiting", "running")]
+    assert outbox == [("running", "pending")]
+
+
+def test_a_batch_claim_passes_over_a_task_that_no_longer_waits(app, client):
+    claimed, cancelled, waiting = uid(), uid(), uid()
+    for task_id in (claimed, cancelled, waiting):
+        assert_envelope(client.post("/api/task/receive", json=task_body(task_id)), 200)
+    with session_scope() as session:
+        assert task_states.move_many(session, [claimed], "waiting", "running") == [claimed]
+    assert_envelope(client.post("/api/task/cancel", json={"task_id": cancelled}), 200)
+    with session_scope() as session:  # a later batch (a message matched again, a second beat) names all three
+        assert task_states.move_many(session, [claimed, cancelled, waiting], "waiting", "running") == [waiting]
+    assert _history(claimed)[:2] == ("running", [("pending", "waiting"), ("waiting", "running")])
+    assert _history(cancelled)[:2] == ("cancelled", [("pending", "waiting"), ("waiting", "cancelled")])
+
+
 def test_the_same_task_received_twenty_times_at_once_is_stored_once(app):
     task_id = uid()
     body = task_body(task_id)

@@ -223,7 +223,7 @@ def test_time_reach_expires_timeout_hours_after_the_trigger_time(client):
     task_id = uid()
     when = (datetime.now(SHANGHAI) + timedelta(hours=3)).replace(microsecond=0)
     body = task_body(task_id, timeout_hours=2, trigger={"type": "time_reach", "time": when.isoformat()})
-    assert receive(client, body)["data"]["status"] in ("pending", "waiting")
+    assert receive(client, body)["data"]["status"] == "waiting"  # Redis answers: registered at once
     data = status(client, task_id)
     assert parse_iso(data["expires_at"]) == when + timedelta(hours=2)
 
@@ -415,11 +415,23 @@ def test_health_needs_no_key(app):
     assert abs((datetime.now(timezone.utc) - parse_iso(data["time"])).total_seconds()) < 60
 
 
-def test_ready_needs_no_key_and_answers_in_the_envelope(app):
-    response = app.test_client().get("/api/ready")
-    assert response.status_code in (200, 503)
-    answer = assert_envelope(response, response.status_code)
-    assert isinstance(answer["data"], dict)
+def test_ready_is_503_without_listener_and_beat_heartbeats_and_names_each_check(app):
+    answer = assert_envelope(app.test_client().get("/api/ready"), 503)  # no key needed; nothing beats here
+    checks = answer["data"]["checks"]
+    assert {name: check["ok"] for name, check in checks.items()} == {
+        "database": True, "redis": True, "broker": True, "listener": False, "beat": False}
+    assert "listener heartbeat" in checks["listener"]["error"] and "beat heartbeat" in checks["beat"]["error"]
+
+
+def test_ready_is_200_once_listener_and_beat_beat(app, rdb):
+    from app import runtime
+    from app.infra import heartbeat
+
+    keys = runtime.current().keys
+    for process in ("listener", "beat"):
+        heartbeat.beat(rdb, keys, process)
+    answer = assert_envelope(app.test_client().get("/api/ready"), 200)
+    assert all(check["ok"] for check in answer["data"]["checks"].values()), answer
 
 
 def test_openapi_needs_no_key_and_lists_the_paths(app):

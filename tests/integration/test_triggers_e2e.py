@@ -7,8 +7,11 @@ control: the task must then fire on the positive message, and `triggered_by` nam
 which it would not if the negative one had fired it.
 """
 import pytest
+from sqlalchemy import select
 
 from app import runtime
+from app.infra.db import session_scope
+from app.models import InboundMessage
 from devkit.stores import wait_until
 from tests.conftest import uid
 
@@ -39,8 +42,9 @@ def fired_by(live, task_id: str, timeout: float = 20) -> dict:
 
 
 def received(live, customer: str) -> list[tuple[str, str]]:
-    """What the customer got: (action, req_id) in delivery order."""
-    return [(s["action"], s["req_id"]) for s in live.qingjian.sent_to(customer)]
+    """What our side sent the customer: (action, req_id) of every frame, in order (a repeat included,
+    which 轻简 would not deliver again)."""
+    return [(f["action"], f["req_id"]) for f in live.qingjian.frames_for(customer)]
 
 
 def wait_remembered(live, customer: str, msg_id: str) -> None:
@@ -50,6 +54,19 @@ def wait_remembered(live, customer: str, msg_id: str) -> None:
     key = f"{rt.settings.redis_prefix}recent:{customer}"
     wait_until(lambda: any(msg_id in m.decode() for m in rt.redis.zrange(key, 0, -1)), 10,
                message=f"listener to receive {msg_id}")
+
+
+def wait_matched(live, msg_id: str) -> None:
+    """Until matching has finished with the message (its inbound row is marked matched). A task posted
+    after that can only be fired by this message through registration's catch-up, which is what
+    lookback_seconds exists for."""
+    live.use()
+
+    def matched() -> bool:
+        with session_scope() as session:
+            return session.scalar(select(InboundMessage.matched_at).where(InboundMessage.msg_id == msg_id)) is not None
+
+    wait_until(matched, 10, message=f"the match of {msg_id} to finish")
 
 
 # -- triggers -----------------------------------------------------------------------------------
@@ -161,7 +178,7 @@ def test_custom_event_with_match(live):
     api_event(live, event=event, customer_id=right, acc_id="shop_002", data={"level": "vip", "n": 2, "x": 1})
     by = fired_by(live, task_id)
     assert by["kind"] == "custom" and by["customer_id"] == right
-    sends = live.qingjian.sent_to(right)
+    sends = live.qingjian.frames_for(right)
     assert [s["action"] for s in sends] == ["send_link"]
     assert sends[0]["data"]["acc_id"] == "shop_002"  # the event's account (the task names none)
     assert received(live, wrong) == []
@@ -190,7 +207,7 @@ def test_custom_event_with_nobody_to_send_to_fails_clearly(live):
 def test_lookback_covers_a_message_said_before_the_task(live):
     customer = uid("c")
     early = live.qingjian.say(customer, "好的")
-    wait_remembered(live, customer, early)
+    wait_matched(live, early)
     task_id = post(live, {"type": "customer_reply", "keyword": "好的", "lookback_seconds": 60},
                    customer=customer)
     assert fired_by(live, task_id)["msg_id"] == early
@@ -201,7 +218,7 @@ def test_lookback_any_customer_trigger(live):
     customer = uid("c")
     keyword = uid("kw")
     early = live.qingjian.say(customer, f"{keyword}!")
-    wait_remembered(live, customer, early)
+    wait_matched(live, early)
     task_id = post(live, {"type": "customer_keyword", "keywords": [keyword], "lookback_seconds": 30})
     by = fired_by(live, task_id)
     assert by["msg_id"] == early and by["customer_id"] == customer
@@ -209,11 +226,10 @@ def test_lookback_any_customer_trigger(live):
 
 def test_without_lookback_an_earlier_message_does_not_fire(live):
     customer = uid("c")
-    early = live.qingjian.say(customer, "好的")
-    wait_remembered(live, customer, early)
+    wait_matched(live, live.qingjian.say(customer, "好的"))
     task_id = post(live, {"type": "customer_reply", "keyword": "好的", "lookback_seconds": 0},
                    customer=customer)
-    assert live.status(task_id)["status"] == "waiting"
+    assert live.status(task_id)["status"] == "waiting"  # registration's catch-up ran inside the post
     later = live.qingjian.say(customer, "好的")
     assert fired_by(live, task_id)["msg_id"] == later
 
@@ -226,7 +242,7 @@ def test_send_message_action(live):
                    customer=customer, acc_id="shop_009")
     live.qingjian.say(customer, "在吗", acc_id="shop_009")  # a task naming acc_id hears only that shop
     done = live.wait_status(task_id, "completed")
-    sends = live.qingjian.sent_to(customer)
+    sends = live.qingjian.frames_for(customer)
     assert len(sends) == 1
     assert sends[0]["action"] == "send_text"
     assert sends[0]["data"] == {"acc_id": "shop_009", "to_id": customer, "content": "在的，请讲"}
@@ -241,7 +257,7 @@ def test_send_file_action_message_then_file(live):
     task_id = post(live, {"type": "customer_reply", "keyword": "发我"}, action=FILE, customer=customer)
     live.qingjian.say(customer, "发我吧", acc_id="shop_003")
     live.wait_status(task_id, "completed")
-    sends = live.qingjian.sent_to(customer)
+    sends = live.qingjian.frames_for(customer)
     assert [s["action"] for s in sends] == ["send_text", "send_file"]
     assert sends[0]["data"]["content"] == "这是您要的文件"
     assert sends[1]["data"] == {"acc_id": "shop_003", "to_id": customer,  # the message's account
@@ -255,7 +271,7 @@ def test_send_file_without_message_sends_only_the_file(live):
                    action={"type": "send_file", "file_url": "https://example.com/d/report.pdf?x=1"})
     live.qingjian.say(customer, "发我")
     live.wait_status(task_id, "completed")
-    sends = live.qingjian.sent_to(customer)
+    sends = live.qingjian.frames_for(customer)
     assert [s["action"] for s in sends] == ["send_file"]
     assert sends[0]["data"]["file_name"] == "report.pdf"
     assert sends[0]["req_id"] == f"{task_id}:0:0"
@@ -268,7 +284,7 @@ def test_send_link_action_message_then_link(live):
                            "desc": "三分钟上手", "message": "教程链接如下"})
     live.qingjian.say(customer, "教程在哪")
     live.wait_status(task_id, "completed")
-    sends = live.qingjian.sent_to(customer)
+    sends = live.qingjian.frames_for(customer)
     assert [s["action"] for s in sends] == ["send_text", "send_link"]
     assert sends[0]["data"]["content"] == "教程链接如下"
     assert {k: sends[1]["data"][k] for k in ("url", "title", "desc")} == {
