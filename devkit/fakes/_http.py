@@ -76,10 +76,12 @@ class _Handler(BaseHTTPRequestHandler):
             raw=raw,
         )
         fake: FakeHTTPServer = self.server.fake  # type: ignore[attr-defined]
-        status, body = fake._serve(request)
+        status, body, *headers = fake._serve(request)  # a handler may add headers, e.g. a Location
         payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
         try:
             self.send_response(status)
+            for name, value in (headers[0] if headers else {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Type", "application/json; charset=utf-8")
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
@@ -161,23 +163,24 @@ class FakeHTTPServer:
         self.stop()
 
     # -- request handling ------------------------------------------------------------------
-    def handle(self, request: Request) -> tuple[int, Any]:
+    def handle(self, request: Request) -> tuple:
+        """(status, JSON body) or (status, JSON body, {extra header: value})."""
         raise NotImplementedError
 
-    def _serve(self, request: Request) -> tuple[int, Any]:
+    def _serve(self, request: Request) -> tuple:
         entry = {"method": request.method, "path": request.path, "status": None,
                  "time": request.time}
         with self._cond:
             self.requests.append(entry)
         try:
-            status, body = self.handle(request)
+            answer = self.handle(request)
         except Exception as exc:  # a bug in a fake must show up as a clear 500, not a hang
             emit(self.label, f"ERROR handling {request.method} {request.path}: {exc!r}")
-            status, body = 500, {"error": f"fake crashed: {exc!r}"}
+            answer = 500, {"error": f"fake crashed: {exc!r}"}
         with self._cond:
-            entry["status"] = status
+            entry["status"] = answer[0]
             self._cond.notify_all()
-        return status, body
+        return answer
 
     # -- helpers for subclasses ------------------------------------------------------------
     def sleep(self, seconds: float) -> None:

@@ -2,7 +2,8 @@
 
 Records every POST, dedupes by `event_id` (as the real 天网 does: delivery is at least once),
 checks the HMAC signature when a secret is set, and can be told to fail, hang or go down so
-the bridge's retry/backoff path can be exercised.
+the bridge's retry/backoff path can be exercised: `hang(s)` answers every POST after `s` seconds (a slow
+天网), `redirect(url, 301)` answers with a redirect (which the bridge must not follow).
 
     python -m devkit.fakes.tianwang --port 9530 [--secret S]
 """
@@ -58,6 +59,7 @@ class FakeTianwang(FakeHTTPServer):
         self.contract_violations: list[tuple[str, list[str]]] = []  # (event_id, problems)
         self._status = Countdown()
         self._hang = Countdown()
+        self._redirect = Countdown()  # (status, Location)
 
     @property
     def url(self) -> str:
@@ -74,10 +76,16 @@ class FakeTianwang(FakeHTTPServer):
         with self._cond:
             self._hang.set(seconds, times if seconds else 0)
 
+    def redirect(self, location: str, status: int = 301, times: int | None = None) -> None:
+        """Answer the next `times` callbacks (None: all) with `status` (3xx) and `Location: location`."""
+        with self._cond:
+            self._redirect.set((status, location), times)
+
     def reset_controls(self) -> None:
         with self._cond:
             self._status.set(None, 0)
             self._hang.set(None, 0)
+            self._redirect.set(None, 0)
 
     # -- queries ---------------------------------------------------------------------------
     def statuses(self, task_id: str) -> list[str]:
@@ -96,16 +104,22 @@ class FakeTianwang(FakeHTTPServer):
         return self.wait_for(lambda tw: status in tw.statuses(task_id), timeout)
 
     # -- serving ---------------------------------------------------------------------------
-    def handle(self, request: Request) -> tuple[int, Any]:
+    def handle(self, request: Request) -> tuple:
         if request.method != "POST" or request.path != CALLBACK_PATH:
             return 404, {"error": f"no route {request.method} {request.path}"}
         with self._cond:
-            hang, forced = self._hang.take(), self._status.take()
+            hang, forced, redirect = self._hang.take(), self._status.take(), self._redirect.take()
         if hang:
             self.sleep(hang)
         body, error = json_body(request)
         entry = {"body": body, "headers": request.headers, "raw": request.raw,
                  "time": request.time, "status": None, "problems": []}
+        if redirect:
+            entry["status"], location = redirect
+            with self._cond:
+                self.received.append(entry)
+            emit(self.label, f"answered {entry['status']}, Location: {location}")
+            return entry["status"], {"moved": location}, {"Location": location}
         status, answer = self._decide(request, body, error, forced)
         entry["status"] = status
         event_id = body.get("event_id") if isinstance(body, dict) else None
