@@ -11,15 +11,27 @@ from app.domain.triggers import (
     CUSTOM_EVENT,
     CUSTOMER_KEYWORD,
     CUSTOMER_REPLY,
+    MAX_KEYWORD_CHARS,
     MESSAGE_TRIGGERS,
     PRIORITY_RANK,
     SPECIFIED_CUSTOMER_REPLY,
     TIME_REACH,
     TRIGGER_TYPES,
+    normalize,
 )
 
 TASK_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}\Z")  # \Z: "$" would let a trailing newline in
 ACTION_TYPES = ("send_message", "send_file", "send_link", "transfer_to_designer")
+
+# Every string field has a cap (422 past it, `maxLength` in the OpenAPI document): a column's VARCHAR(n)
+# where one stores it, else room for any real value. Keywords: app.domain.triggers.MAX_KEYWORD_CHARS.
+NAME_CHARS = 128  # ids, names, accounts, creators, event names: VARCHAR(128) columns
+URL_CHARS = 2048
+MESSAGE_CHARS = 4096  # a text sent to a customer
+NOTE_CHARS = 1000  # reasons, link descriptions
+TITLE_CHARS = 256
+FILE_NAME_CHARS = 255
+TIME_CHARS = 64
 
 
 def _not_blank(value: str) -> None:
@@ -30,6 +42,22 @@ def _not_blank(value: str) -> None:
 def _http_url(value: str) -> None:
     if not re.fullmatch(r"https?://[^\s/$.?#][^\s]*", value, re.IGNORECASE):
         raise ValidationError("must be an http or https URL")
+
+
+def _keyword(value: str) -> None:
+    """Not blank, and short enough once normalised (NFKC can lengthen a character: ﷺ is 18)."""
+    _not_blank(value)
+    if len(value) <= MAX_KEYWORD_CHARS < len(normalize(value)):  # longer as given: Length says so
+        raise ValidationError(f"longer than {MAX_KEYWORD_CHARS} characters once normalised")
+
+
+def _text(limit: int, *more, **kwargs) -> fields.String:
+    """A string field of at most `limit` characters."""
+    return fields.String(validate=[validate.Length(max=limit), *more], **kwargs)
+
+
+def _url(**kwargs) -> fields.String:
+    return _text(URL_CHARS, _http_url, **kwargs)
 
 
 # -- values a legacy caller sends loosely ------------------------------------------------------------
@@ -139,12 +167,12 @@ class CustomerSchema(Lenient):
 class TriggerSchema(Lenient):
     type = fields.String(required=True, validate=validate.OneOf(TRIGGER_TYPES))
     customer_id = LooseText(validate=[_not_blank])
-    customer_name = fields.String(allow_none=True)
-    keyword = fields.String(validate=_not_blank)
+    customer_name = _text(NAME_CHARS, allow_none=True)
+    keyword = _text(MAX_KEYWORD_CHARS, _keyword)
     exact_match = fields.Boolean(load_default=False)
-    keywords = fields.List(fields.String(validate=_not_blank), validate=validate.Length(min=1, max=50))
-    time = fields.String(metadata={"description": "YYYY-MM-DD HH:MM:SS or ISO 8601"})
-    event = fields.String(validate=_not_blank)
+    keywords = fields.List(_text(MAX_KEYWORD_CHARS, _keyword), validate=validate.Length(min=1, max=50))
+    time = _text(TIME_CHARS, metadata={"description": "YYYY-MM-DD HH:MM:SS or ISO 8601"})
+    event = _text(NAME_CHARS, _not_blank)
     match = fields.Dict()
     lookback_seconds = StrictFloat(validate=validate.Range(min=0, max=3600))
 
@@ -181,14 +209,14 @@ class TriggerSchema(Lenient):
 
 class ActionSchema(Lenient):
     type = fields.String(required=True, validate=validate.OneOf(ACTION_TYPES))
-    message = fields.String(allow_none=True)
-    file_url = fields.String(validate=_http_url)
-    file_name = fields.String(allow_none=True)
-    link_url = fields.String(validate=_http_url)
-    title = fields.String(allow_none=True)
-    desc = fields.String(allow_none=True)
-    reason = fields.String(allow_none=True)
-    image_url = fields.String(allow_none=True)
+    message = _text(MESSAGE_CHARS, allow_none=True)
+    file_url = _url()
+    file_name = _text(FILE_NAME_CHARS, allow_none=True)
+    link_url = _url()
+    title = _text(TITLE_CHARS, allow_none=True)
+    desc = _text(NOTE_CHARS, allow_none=True)
+    reason = _text(NOTE_CHARS, allow_none=True)
+    image_url = _url(allow_none=True)
 
     @validates_schema
     def _fields_for_type(self, data, **_):
@@ -201,7 +229,7 @@ class ActionSchema(Lenient):
 
 class TaskReceiveSchema(Lenient):
     task_id = fields.String(required=True, validate=validate.Regexp(
-        TASK_ID, error="1-128 characters of A-Z a-z 0-9 _ . : -"))
+        TASK_ID, error="1-128 characters of A-Z a-z 0-9 _ . : -"), metadata={"maxLength": 128})
     type = fields.String(required=True, validate=validate.Length(min=1, max=64))
     customer = fields.Nested(CustomerSchema)
     acc_id = fields.String(allow_none=True, validate=validate.Length(max=128))
@@ -242,9 +270,9 @@ class RetrySchema(CancelSchema):
 
 
 class TaskListQuerySchema(Schema):
-    customer_id = fields.String()
+    customer_id = _text(NAME_CHARS)
     status = fields.String(validate=validate.OneOf(states.STATUSES))
-    type = fields.String()
+    type = _text(64)
     trigger_type = fields.String(validate=validate.OneOf(TRIGGER_TYPES))
     page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000))
     page_size = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
@@ -280,7 +308,7 @@ class DispatchTransferSchema(Schema):
     acc_id = fields.String(allow_none=True, validate=validate.Length(max=128),
                            metadata={"description": "shop account; default QINGJIAN_DEFAULT_ACC_ID"})
     acc_type = fields.String(allow_none=True, validate=validate.Length(max=64))
-    image_url = fields.String(allow_none=True, validate=validate.Length(max=2048))
+    image_url = _url(allow_none=True)
     reason = fields.String(allow_none=True, validate=validate.Length(max=1000))
 
 

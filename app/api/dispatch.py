@@ -31,7 +31,7 @@ class DispatchTransfer(MethodView):
         return envelope(202, "派单已接收", {"dispatch_id": dispatch_id, "status": flow.PENDING})
 
 
-@blp.route("/<string:dispatch_id>")
+@blp.route("/<string(maxlength=36):dispatch_id>")
 class DispatchRecord(MethodView):
     @blp.response(200, EnvelopeSchema)
     def get(self, dispatch_id):

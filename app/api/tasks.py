@@ -60,7 +60,7 @@ class TaskReceive(MethodView):
         return envelope(200, message, {"task_id": received.task_id, "status": received.status})
 
 
-@blp.route("/status/<string:task_id>")
+@blp.route("/status/<string(maxlength=128):task_id>")
 class TaskStatus(MethodView):
     @blp.response(200, EnvelopeSchema)
     def get(self, task_id):
@@ -140,7 +140,7 @@ class TaskStats(MethodView):
         })
 
 
-@blp.route("/<string:task_id>/events")
+@blp.route("/<string(maxlength=128):task_id>/events")
 class TaskEvents(MethodView):
     @blp.response(200, EnvelopeSchema)
     def get(self, task_id):

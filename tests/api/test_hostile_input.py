@@ -65,3 +65,130 @@ def test_nan_and_infinity_are_not_json(client, rdb, constant):
     answer = assert_envelope(client.post("/api/task/receive", data=raw, content_type="application/json"), 400)
     assert answer["message"] == "body is not valid JSON"
     assert_nothing_written(rdb)
+
+
+# -- length caps: every string field (item 7) ---------------------------------------------------------
+
+def with_trigger(**fields):
+    return lambda value: task_body(uid(), trigger={**fields, **value})
+
+
+def with_action(**fields):
+    return lambda value: task_body(uid(), action={**fields, **value})
+
+
+SCR = {"type": "specified_customer_reply", "customer_id": "customer_123", "keyword": "好的"}
+URL = "https://example.com/"
+# (field path, cap, body from {field: value}, a value of `cap` characters built from a filler)
+CAPS = [
+    ("trigger.customer_name", 128, lambda v: with_trigger(**SCR)({"customer_name": v}), lambda n: "名" * n),
+    ("trigger.keyword", 32, lambda v: with_trigger(type="customer_reply")({"keyword": v}), lambda n: "好" * n),
+    ("trigger.keywords.1", 32, lambda v: with_trigger(type="customer_keyword")({"keywords": ["好的", v]}),
+     lambda n: "k" * n),
+    ("trigger.event", 128, lambda v: with_trigger(type="custom_event")({"event": v}), lambda n: "e" * n),
+    ("action.message", 4096, lambda v: with_action(type="send_message")({"message": v}), lambda n: "字" * n),
+    ("action.file_url", 2048, lambda v: with_action(type="send_file")({"file_url": v}),
+     lambda n: URL + "a" * (n - len(URL))),
+    ("action.file_name", 255, lambda v: with_action(type="send_file", file_url=URL)({"file_name": v}),
+     lambda n: "f" * n),
+    ("action.link_url", 2048, lambda v: with_action(type="send_link")({"link_url": v}),
+     lambda n: URL + "a" * (n - len(URL))),
+    ("action.title", 256, lambda v: with_action(type="send_link", link_url=URL)({"title": v}), lambda n: "t" * n),
+    ("action.desc", 1000, lambda v: with_action(type="send_link", link_url=URL)({"desc": v}), lambda n: "d" * n),
+    ("action.reason", 1000, lambda v: with_action(type="transfer_to_designer")({"reason": v}), lambda n: "r" * n),
+    ("action.image_url", 2048, lambda v: with_action(type="transfer_to_designer")({"image_url": v}),
+     lambda n: URL + "a" * (n - len(URL))),
+]
+
+
+@pytest.mark.parametrize("path,cap,build,filler", [pytest.param(*c, id=c[0]) for c in CAPS])
+def test_a_string_at_its_cap_is_stored_and_one_past_it_is_422(client, rdb, path, cap, build, filler):
+    over = client.post("/api/task/receive", json=build(filler(cap + 1)))
+    answer = assert_envelope(over, 422, errors=True)
+    assert list(answer["errors"]) == [path], answer
+    assert_nothing_written(rdb)
+    at_cap = assert_envelope(client.post("/api/task/receive", json=build(filler(cap))), 200)
+    stored = client.get(f"/api/task/status/{at_cap['data']['task_id']}").get_json()["data"]
+    section, field = path.split(".")[:2]
+    value = stored[section][field]
+    assert len(value[-1] if isinstance(value, list) else value) == cap
+
+
+def test_a_customer_name_of_10000_characters_is_422_not_a_database_error(client, rdb):
+    body = task_body(uid(), trigger={**SCR, "customer_name": "x" * 10_000})
+    answer = assert_envelope(client.post("/api/task/receive", json=body), 422, errors=True)
+    assert answer["errors"] == {"trigger.customer_name": ["Longer than maximum length 128."]}
+    assert_nothing_written(rdb)
+
+
+@pytest.mark.parametrize("keyword", ["\ufdfa\ufdfa", "\u3300" * 9], ids=["arabic-ligature", "squared-katakana"])
+def test_a_keyword_that_normalises_past_the_cap_is_422(client, rdb, keyword):
+    body = task_body(uid(), trigger={"type": "customer_reply", "keyword": keyword})
+    answer = assert_envelope(client.post("/api/task/receive", json=body), 422, errors=True)
+    assert answer["errors"] == {"trigger.keyword": ["longer than 32 characters once normalised"]}
+    assert_nothing_written(rdb)
+
+
+@pytest.mark.parametrize("query,path", [("customer_id=" + "c" * 129, "customer_id"), ("type=" + "t" * 65, "type")])
+def test_list_filters_past_their_cap_are_422(client, query, path):
+    answer = assert_envelope(client.get(f"/api/task/list?{query}"), 422, errors=True)
+    assert list(answer["errors"]) == [path]
+
+
+def test_every_string_a_request_may_carry_has_a_documented_cap(app):
+    doc = app.test_client().get("/api/openapi.json").get_json()
+    schemas = doc["components"]["schemas"]
+    uncapped = []
+
+    def walk(schema: dict, where: str) -> None:
+        if "$ref" in schema:
+            name = schema["$ref"].rsplit("/", 1)[-1]
+            walk(schemas[name], name)
+        elif schema.get("type") == "string":
+            if "maxLength" not in schema and "enum" not in schema:
+                uncapped.append(where)
+        elif schema.get("type") == "array":
+            walk(schema["items"], where + "[]")
+        for name, prop in schema.get("properties", {}).items():
+            walk(prop, f"{where}.{name}")
+
+    for path, item in doc["paths"].items():
+        for parameter in item.get("parameters", []):  # in the path
+            walk(parameter["schema"], f"{path} {parameter['name']}")
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            for parameter in operation.get("parameters", []):
+                walk(parameter["schema"], f"{method.upper()} {path} ?{parameter['name']}")
+            body = operation.get("requestBody", {}).get("content", {}).get("application/json", {})
+            if body:
+                walk(body["schema"], f"{method.upper()} {path}")
+    assert uncapped == []
+    assert schemas["Trigger"]["properties"]["customer_name"]["maxLength"] == 128  # VARCHAR(128)
+
+
+# -- image_url: an http(s) URL (item 10) -------------------------------------------------------------
+
+NOT_HTTP = ["javascript:alert(1)", "file:///etc/passwd", "JAVASCRIPT://%0aalert(1)", "data:text/html,x",
+            "ftp://example.com/a.png", "//example.com/a.png", ""]
+
+
+@pytest.mark.parametrize("image_url", NOT_HTTP)
+def test_a_transfer_image_url_that_is_not_http_is_422(client, rdb, image_url):
+    answer = assert_envelope(client.post("/api/dispatch/transfer", json={
+        "customer_id": "c1", "acc_id": "shop_001", "image_url": image_url}), 422, errors=True)
+    assert answer["errors"] == {"image_url": ["must be an http or https URL"]}
+    body = task_body(uid(), action={"type": "transfer_to_designer", "image_url": image_url})
+    answer = assert_envelope(client.post("/api/task/receive", json=body), 422, errors=True)
+    assert answer["errors"] == {"action.image_url": ["must be an http or https URL"]}
+    assert_nothing_written(rdb)
+
+
+@pytest.mark.parametrize("image_url", ["https://example.com/a.jpg", "HTTP://example.com/a.png?x=1", None])
+def test_a_transfer_with_an_http_image_url_or_none_is_taken(client, image_url):
+    answer = assert_envelope(client.post("/api/dispatch/transfer", json={
+        "customer_id": "c1", "acc_id": "shop_001", "image_url": image_url}), 202)
+    record = client.get(f"/api/dispatch/{answer['data']['dispatch_id']}").get_json()["data"]
+    assert record["image_url"] == image_url
+    body = task_body(uid(), action={"type": "transfer_to_designer", "image_url": image_url})
+    assert_envelope(client.post("/api/task/receive", json=body), 200)
