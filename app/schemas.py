@@ -1,4 +1,5 @@
-"""Request and response schemas of the intake API (CONTRACTS.md §1). They also make the OpenAPI doc."""
+"""Request schemas of the intake API (CONTRACTS.md §1), and the envelope of every answer; they also make the
+OpenAPI document. What each answer's `data` holds: app.api.answers."""
 from __future__ import annotations
 
 import re
@@ -253,11 +254,6 @@ class TaskReceiveSchema(Lenient):
             raise ValidationError({"customer": {"id": ["differs from trigger.customer_id"]}})
         if trigger.get("type") == TIME_REACH and not customer_id:
             raise ValidationError({"customer": {"id": ["required for time_reach"]}})
-
-
-class TaskReceivedSchema(Schema):
-    task_id = fields.String()
-    status = fields.String(metadata={"enum": list(states.STATUSES)})
 
 
 class CancelSchema(Schema):
