@@ -135,7 +135,7 @@ def test_a_redirect_is_a_failed_attempt_and_the_retry_posts_again(system, tianwa
     assert callbacks.flush() == {"retry": 1}
     (row,) = rows()
     assert (row.state, row.attempts, row.delivered_at) == ("pending", 1, None)
-    assert f"HTTP {status}" in row.last_error and "not followed" in row.last_error
+    assert f"HTTP {status} redirect to '{tianwang.url}?moved=1' not followed" == row.last_error
     assert [(h["outcome"], h["attempts"]) for h in history()] == [("retry", 1)]
     assert history()[0]["error"] == row.last_error
 
