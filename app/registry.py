@@ -13,7 +13,8 @@ from typing import Iterable
 
 import redis
 
-from app.domain.triggers import InboundEvent, index_keys, substrings
+from app.domain.probes import substrings
+from app.domain.triggers import InboundEvent, index_keys
 from app.infra.keys import Keys
 from app.lanes import LANE_TTL_SECONDS
 
@@ -209,7 +210,7 @@ class Registry:
         return [[specs[i] for i in sorted(these) if i in specs] for these in ids]
 
     def _indexed_keywords_in(self, texts: list[str | None], lengths: list[int]) -> list[list[str]]:
-        """The indexed keywords that occur in each text: its probes (app.domain.triggers.substrings) looked
+        """The indexed keywords that occur in each text: its probes (app.domain.probes.substrings) looked
         up in round trips of at most PROBES_PER_ROUND_TRIP, so however long or many the texts, no more
         probes than that are in hand at once."""
         found: list[dict[str, None]] = [{} for _ in texts]

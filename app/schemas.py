@@ -7,12 +7,12 @@ import re
 from marshmallow import EXCLUDE, INCLUDE, Schema, ValidationError, fields, pre_load, validate, validates_schema
 
 from app.domain import states
+from app.domain.probes import MAX_KEYWORD_CHARS
 from app.domain.times import parse_wire_time
 from app.domain.triggers import (
     CUSTOM_EVENT,
     CUSTOMER_KEYWORD,
     CUSTOMER_REPLY,
-    MAX_KEYWORD_CHARS,
     MESSAGE_TRIGGERS,
     PRIORITY_RANK,
     SPECIFIED_CUSTOMER_REPLY,
@@ -25,7 +25,7 @@ TASK_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}\Z")  # \Z: "$" would let a traili
 ACTION_TYPES = ("send_message", "send_file", "send_link", "transfer_to_designer")
 
 # Every string field has a cap (422 past it, `maxLength` in the OpenAPI document): a column's VARCHAR(n)
-# where one stores it, else room for any real value. Keywords: app.domain.triggers.MAX_KEYWORD_CHARS.
+# where one stores it, else room for any real value. Keywords: app.domain.probes.MAX_KEYWORD_CHARS.
 NAME_CHARS = 128  # ids, names, accounts, creators, event names: VARCHAR(128) columns
 URL_CHARS = 2048
 MESSAGE_CHARS = 4096  # a text sent to a customer
@@ -355,55 +355,3 @@ class ExplainEventSchema(Schema):
         missing = {name: [f"required for {kind}"] for name in need if data.get(name) is None}
         if missing:
             raise ValidationError(missing)
-
-
-class ExplainConditionSchema(Schema):
-    name = fields.String(required=True, metadata={"enum": [
-        "status", "message_type", "shop", "customer_id", "customer_name", "keyword", "lookback",
-        "event_name", "event_data", "deadline", "time"]})
-    verdict = fields.String(required=True, metadata={"enum": ["pass", "fail", "not_applicable"]})
-    expected = fields.Raw(required=True, allow_none=True, metadata={
-        "description": "what the task wants (keywords normalised, with `match`: exact or contains; "
-                       "lookback: lookback_seconds; times ISO 8601)"})
-    actual = fields.Raw(required=True, allow_none=True, metadata={
-        "description": "what the message has (text normalised; lookback: seconds it came before the task, "
-                       "negative after)"})
-    note = fields.String(required=True, metadata={"description": "the comparison in words"})
-
-
-class ExplainMessageSchema(Schema):
-    kind = fields.String(required=True, metadata={"enum": list(EXPLAIN_KINDS)})
-    msg_id = fields.String(required=True, allow_none=True)
-    acc_id = fields.String(required=True, allow_none=True)
-    from_id = fields.String(required=True, allow_none=True)
-    from_name = fields.String(required=True, allow_none=True)
-    msg_type = fields.String(required=True, metadata={"description": "text, image, …; payment, order, custom"})
-    text = fields.String(required=True, allow_none=True,
-                         metadata={"description": "normalised (NFKC, trimmed, lower case)"})
-    event = fields.String(required=True, allow_none=True)
-    data = fields.Dict(required=True)
-    received_at = fields.String(required=True, metadata={"description": "when it arrived (or: now, for a posted one)"})
-
-
-class ExplainEvaluationSchema(Schema):
-    message = fields.Nested(ExplainMessageSchema, required=True, allow_none=True,
-                            metadata={"description": "null: the task alone, against the clock"})
-    outcome = fields.String(required=True, metadata={"enum": ["fired", "would_fire", "would_not_fire", "waiting"]})
-    conclusion = fields.String(required=True)
-    conditions = fields.List(fields.Nested(ExplainConditionSchema), required=True)
-
-
-class ExplanationSchema(Schema):
-    task_id = fields.String(required=True)
-    status = fields.String(required=True, metadata={"enum": list(states.STATUSES)})
-    trigger_type = fields.String(required=True, metadata={"enum": list(TRIGGER_TYPES)})
-    source = fields.String(required=True, metadata={
-        "enum": ["recent", "msg_id", "body", "task"],
-        "description": "what the task was explained against: recent messages, the msg_id named, the posted "
-                       "message, or nothing but the clock (time_reach, custom_event)"})
-    conclusion = fields.String(required=True, metadata={"description": "one sentence"})
-    evaluations = fields.List(fields.Nested(ExplainEvaluationSchema), required=True)
-
-
-class ExplainEnvelopeSchema(EnvelopeSchema):
-    data = fields.Nested(ExplanationSchema)

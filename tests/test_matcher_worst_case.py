@@ -15,13 +15,8 @@ import tracemalloc
 import pytest
 import redis
 
-from app.domain.triggers import (
-    MAX_KEYWORD_CHARS,
-    MAX_PROBED_CHARS,
-    InboundEvent,
-    compile_spec,
-    matches,
-)
+from app.domain.probes import MAX_KEYWORD_CHARS, MAX_PROBED_CHARS
+from app.domain.triggers import InboundEvent, compile_spec, matches
 from app.infra.keys import Keys
 from app.registry import PROBES_PER_ROUND_TRIP, Registry
 

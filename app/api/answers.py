@@ -11,7 +11,7 @@ from marshmallow import INCLUDE, Schema, fields, post_dump
 from app.domain import dispatch as flow
 from app.domain import states
 from app.domain.triggers import TRIGGER_TYPES
-from app.schemas import ActionSchema, CustomerSchema, EnvelopeSchema, TriggerSchema
+from app.schemas import EXPLAIN_KINDS, ActionSchema, CustomerSchema, EnvelopeSchema, TriggerSchema
 
 
 def answer(code: int, message: str, data) -> dict:
@@ -176,6 +176,56 @@ class ReadinessSchema(Schema):
                          metadata={"description": "database, redis, broker, listener, beat"})
 
 
+# -- GET/POST /api/task/{task_id}/explain ----------------------------------------------------------------
+
+class ExplainConditionSchema(Schema):
+    name = fields.String(required=True, metadata={"enum": [
+        "status", "message_type", "shop", "customer_id", "customer_name", "keyword", "lookback",
+        "event_name", "event_data", "deadline", "time"]})
+    verdict = fields.String(required=True, metadata={"enum": ["pass", "fail", "not_applicable"]})
+    expected = fields.Raw(required=True, allow_none=True, metadata={
+        "description": "what the task wants (keywords normalised, with `match`: exact or contains; "
+                       "lookback: lookback_seconds; times ISO 8601)"})
+    actual = fields.Raw(required=True, allow_none=True, metadata={
+        "description": "what the message has (text normalised; lookback: seconds it came before the task, "
+                       "negative after)"})
+    note = fields.String(required=True, metadata={"description": "the comparison in words"})
+
+
+class ExplainMessageSchema(Schema):
+    kind = fields.String(required=True, metadata={"enum": list(EXPLAIN_KINDS)})
+    msg_id = fields.String(required=True, allow_none=True)
+    acc_id = fields.String(required=True, allow_none=True)
+    from_id = fields.String(required=True, allow_none=True)
+    from_name = fields.String(required=True, allow_none=True)
+    msg_type = fields.String(required=True, metadata={"description": "text, image, …; payment, order, custom"})
+    text = fields.String(required=True, allow_none=True,
+                         metadata={"description": "normalised (NFKC, trimmed, lower case)"})
+    event = fields.String(required=True, allow_none=True)
+    data = fields.Dict(required=True)
+    received_at = fields.String(required=True, metadata={"description": "when it arrived (or: now, for a posted one)"})
+
+
+class ExplainEvaluationSchema(Schema):
+    message = fields.Nested(ExplainMessageSchema, required=True, allow_none=True,
+                            metadata={"description": "null: the task alone, against the clock"})
+    outcome = fields.String(required=True, metadata={"enum": ["fired", "would_fire", "would_not_fire", "waiting"]})
+    conclusion = fields.String(required=True)
+    conditions = fields.List(fields.Nested(ExplainConditionSchema), required=True)
+
+
+class ExplanationSchema(Schema):
+    task_id = fields.String(required=True)
+    status = fields.String(required=True, metadata={"enum": list(states.STATUSES)})
+    trigger_type = fields.String(required=True, metadata={"enum": list(TRIGGER_TYPES)})
+    source = fields.String(required=True, metadata={
+        "enum": ["recent", "msg_id", "body", "task"],
+        "description": "what the task was explained against: recent messages, the msg_id named, the posted "
+                       "message, or nothing but the clock (time_reach, custom_event)"})
+    conclusion = fields.String(required=True, metadata={"description": "one sentence"})
+    evaluations = fields.List(fields.Nested(ExplainEvaluationSchema), required=True)
+
+
 TaskRefEnvelope = enveloped(TaskRefSchema)
 TaskEnvelope = enveloped(TaskSchema)
 TaskPageEnvelope = enveloped(TaskPageSchema)
@@ -186,3 +236,4 @@ DispatchAcceptedEnvelope = enveloped(DispatchAcceptedSchema)
 DispatchEnvelope = enveloped(DispatchSchema)
 HealthEnvelope = enveloped(HealthSchema)
 ReadinessEnvelope = enveloped(ReadinessSchema)
+ExplanationEnvelope = enveloped(ExplanationSchema)

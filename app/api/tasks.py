@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from app import runtime
 from app.api.answers import (
+    ExplanationEnvelope,
     TaskEnvelope,
     TaskHistoryEnvelope,
     TaskPageEnvelope,
@@ -26,7 +27,6 @@ from app.models import Task, TaskEvent
 from app.schemas import (
     CancelSchema,
     EnvelopeSchema,
-    ExplainEnvelopeSchema,
     ExplainEventSchema,
     ExplainQuerySchema,
     RetrySchema,
@@ -166,14 +166,14 @@ class TaskEvents(MethodView):
 @blp.route("/<string(maxlength=128):task_id>/explain")
 class TaskExplain(MethodView):
     @blp.arguments(ExplainQuerySchema, location="query")
-    @blp.response(200, ExplainEnvelopeSchema)
+    @blp.response(200, ExplanationEnvelope)
     @blp.alt_response(404, schema=EnvelopeSchema, description="unknown task, or no recent message has that msg_id")
     def get(self, args, task_id):
         """Why the task fired or did not: each condition against its recent messages (or one msg_id)."""
         return _explained(task_id, msg_id=args.get("msg_id"), limit=args["limit"])
 
     @blp.arguments(ExplainEventSchema)
-    @blp.response(200, ExplainEnvelopeSchema)
+    @blp.response(200, ExplanationEnvelope)
     @blp.alt_response(404, schema=EnvelopeSchema, description="unknown task")
     @blp.alt_response(422, schema=EnvelopeSchema, description="not a message or event")
     def post(self, args, task_id):

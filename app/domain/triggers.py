@@ -10,7 +10,7 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Callable, Iterable, Iterator, TypedDict
+from typing import Callable, Iterable, TypedDict
 
 SPECIFIED_CUSTOMER_REPLY = "specified_customer_reply"
 CUSTOMER_REPLY = "customer_reply"
@@ -308,28 +308,6 @@ def index_keys(spec: TriggerSpec) -> list[tuple[str, str]]:
     if kind in EVENT_KIND_OF:
         keys.append(("evt", EVENT_KIND_OF[kind]))
     return keys
-
-
-# The bounds of the matcher's work per message. A keyword is a short phrase (好的, 已付款, "paid"):
-# 32 normalised characters hold any of them and an English sentence of six words. Keywords are looked up
-# by the substrings of a message of each keyword length present in the index, so a message of n
-# characters costs at most n × 32 probes of at most 32 characters each (n ≤ 4,096: a chat message
-# longer than that is not a customer saying 好的, and its probes would grow with it).
-MAX_KEYWORD_CHARS = 32
-MAX_PROBED_CHARS = 4096
-
-
-def substrings(text: str, lengths: Iterable[int]) -> Iterator[str]:
-    """Every substring of `text`'s first MAX_PROBED_CHARS characters whose length is one of `lengths`
-    (1 to MAX_KEYWORD_CHARS): the keyword-index probes, generated lazily, at most
-    MAX_PROBED_CHARS × MAX_KEYWORD_CHARS of them."""
-    text = text[:MAX_PROBED_CHARS]
-    n = len(text)
-    for length in sorted({int(l) for l in lengths}):
-        if length <= 0 or length > min(n, MAX_KEYWORD_CHARS):
-            continue
-        for start in range(n - length + 1):
-            yield text[start:start + length]
 
 
 def firing_order(specs: Iterable[TriggerSpec]) -> list[TriggerSpec]:

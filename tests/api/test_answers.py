@@ -54,6 +54,7 @@ def test_every_answer_conforms_to_its_documented_data_schema(client, document):
                       ("/api/task/list", "/api/task/list?page_size=100"),
                       ("/api/task/stats", "/api/task/stats"),
                       ("/api/task/{task_id}/events", f"/api/task/{task_id}/events"),
+                      ("/api/task/{task_id}/explain", f"/api/task/{task_id}/explain"),
                       ("/api/health", "/api/health"),
                       ("/api/ready", "/api/ready")):  # 503 here: no listener or beat heartbeat
         conforms(document, "GET", path, client.get(url))
@@ -110,6 +111,8 @@ def test_each_endpoint_documents_its_own_data(client):
         ("post", "/api/event", "202"): "EventAccepted", ("post", "/api/dispatch/transfer", "202"): "DispatchAccepted",
         ("get", "/api/dispatch/{dispatch_id}", "200"): "Dispatch", ("get", "/api/health", "200"): "Health",
         ("get", "/api/ready", "200"): "Readiness", ("get", "/api/ready", "503"): "Readiness",
+        ("get", "/api/task/{task_id}/explain", "200"): "Explanation",
+        ("post", "/api/task/{task_id}/explain", "200"): "Explanation",
     }
     for (method, path, status), data in expected.items():
         ref = doc["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"]["$ref"]

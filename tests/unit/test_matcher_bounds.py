@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 import tracemalloc
 
-from app.domain.triggers import MAX_KEYWORD_CHARS, MAX_PROBED_CHARS, substrings
+from app.domain.probes import MAX_KEYWORD_CHARS, MAX_PROBED_CHARS, substrings
 
 ALL_LENGTHS = range(1, MAX_KEYWORD_CHARS + 1)
 
