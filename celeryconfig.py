@@ -19,6 +19,10 @@ task_default_exchange_type = EXCHANGE.type
 task_default_routing_key = "maintenance"
 include = ["workers.tasks.messages", "workers.tasks.actions", "workers.tasks.callbacks",
            "workers.tasks.maintenance", "workers.tasks.dispatch"]
+# The callbacks queue has a worker of its own (Procfile `callbacks`), so a slow 天网 holds only those
+# processes and never the ones that match messages and run actions; `worker` drains the rest.
+CALLBACK_QUEUES = ("callbacks",)
+WORKER_QUEUES = tuple(name for name in QUEUE_ORDER if name not in CALLBACK_QUEUES)
 task_routes = {
     "messages.*": {"queue": "match"},
     "actions.*": {"queue": "actions"},

@@ -48,6 +48,11 @@ class Settings:
     callback_secret: str | None = None
     callback_max_age_hours: float = 24.0
     callback_retry_max_seconds: float = 600.0  # the longest wait between two attempts
+    # A flush of the callback outbox: no post starts after its time budget, a post is given up after
+    # its timeout, and at most `concurrency` posts are under way at once (app.services.callbacks).
+    callback_flush_seconds: float = 20.0
+    callback_timeout_seconds: float = 10.0
+    callback_concurrency: int = 8
     qingjian_ws_url: str = "ws://127.0.0.1:9528"
     qingjian_default_acc_id: str | None = None
     qingjian_send_timeout: float = 10.0
@@ -94,6 +99,9 @@ class Settings:
             callback_secret=env.get("TIANWANG_CALLBACK_SECRET") or None,
             callback_max_age_hours=_float(env, "CALLBACK_MAX_AGE_HOURS", 24.0),
             callback_retry_max_seconds=_float(env, "CALLBACK_RETRY_MAX_SECONDS", 600.0),
+            callback_flush_seconds=_float(env, "CALLBACK_FLUSH_SECONDS", 20.0),
+            callback_timeout_seconds=_float(env, "CALLBACK_TIMEOUT_SECONDS", 10.0),
+            callback_concurrency=int(env.get("CALLBACK_CONCURRENCY") or 8),
             qingjian_ws_url=env.get("QINGJIAN_WS_URL") or "ws://127.0.0.1:9528",
             qingjian_default_acc_id=env.get("QINGJIAN_DEFAULT_ACC_ID") or None,
             qingjian_send_timeout=_float(env, "QINGJIAN_SEND_TIMEOUT", 10.0),
@@ -126,3 +134,6 @@ class Settings:
             raise RuntimeError(
                 "TIANWANG_API_KEYS is empty: set intake keys, or TIANWANG_AUTH=off to run without auth"
             )
+        if self.callback_concurrency < 1 or min(self.callback_flush_seconds, self.callback_timeout_seconds) <= 0:
+            raise RuntimeError("CALLBACK_CONCURRENCY must be at least 1, CALLBACK_FLUSH_SECONDS and "
+                               "CALLBACK_TIMEOUT_SECONDS above 0")

@@ -8,16 +8,22 @@ from __future__ import annotations
 
 import json
 import logging
+from itertools import islice
 from typing import Iterable
 
 import redis
 
-from app.domain.triggers import InboundEvent, index_keys, substrings
+from app.domain.probes import substrings
+from app.domain.triggers import InboundEvent, index_keys
 from app.infra.keys import Keys
 from app.lanes import LANE_TTL_SECONDS
 
 log = logging.getLogger(__name__)
 RECENT_SECONDS = 3600
+# Keyword probes in hand at once, each at most MAX_KEYWORD_CHARS characters (a few MiB): a full batch of
+# 200 everyday messages (about 12,000) takes one round trip, a 4 KiB message against every keyword
+# length (130,000) eight.
+PROBES_PER_ROUND_TRIP = 16384
 
 # Remember a batch of inbound events in one round trip. KEYS: everybody's recent zset, then per event its
 # seen mark ("" = no de-duplication), its customer's recent zset and its lane ("" = none). ARGV: seen TTL,
@@ -182,9 +188,10 @@ class Registry:
         return self.candidates_many([event])[0]
 
     def candidates_many(self, events: list[InboundEvent]) -> list[list[dict]]:
-        """`candidates` for a batch of events, in four round trips however many events: the tasks filed
-        under each event's customer, event kind or custom event; the keyword probes its text needs; the
-        tasks of the keywords found; every spec at once."""
+        """`candidates` for a batch of events, in four round trips however many events (while their texts
+        need fewer than PROBES_PER_ROUND_TRIP keyword probes, as hundreds of everyday messages do): the
+        tasks filed under each event's customer, event kind or custom event; the keyword probes its text
+        needs; the tasks of the keywords found; every spec at once."""
         keys = [self._direct_keys(event) for event in events]
         pipe = self.r.pipeline(transaction=False)
         pipe.smembers(self.keys.keyword_lengths)
@@ -195,14 +202,38 @@ class Registry:
         replies = iter(replies)
         direct = [next(replies) if these else set() for these in keys]
         lengths = [int(x) for x in lengths]
-        probes = [list(dict.fromkeys(substrings(e.text, lengths))) if e.text else [] for e in events]
-        words = self._each_nonempty(probes, lambda pipe, found: pipe.smismember(self.keys.keywords, found))
-        words = [[w for w, hit in zip(found, flags) if hit] for found, flags in zip(probes, words)]
+        words = self._indexed_keywords_in([e.text for e in events], lengths)
         by_keyword = self._each_nonempty(words, lambda pipe, found: pipe.sunion(
             [self.keys.index("kw", w) for w in found]))
         ids = [_texts(members) | _texts(more) for members, more in zip(direct, by_keyword)]
         specs = self._specs_by_id(set().union(*ids))
         return [[specs[i] for i in sorted(these) if i in specs] for these in ids]
+
+    def _indexed_keywords_in(self, texts: list[str | None], lengths: list[int]) -> list[list[str]]:
+        """The indexed keywords that occur in each text: its probes (app.domain.probes.substrings) looked
+        up in round trips of at most PROBES_PER_ROUND_TRIP, so however long or many the texts, no more
+        probes than that are in hand at once."""
+        found: list[dict[str, None]] = [{} for _ in texts]
+        batch: list[tuple[int, list[str]]] = []  # (text, its probes) of the next round trip
+        room = PROBES_PER_ROUND_TRIP
+        for at, text in enumerate(texts):
+            probes = substrings(text, lengths) if text else iter(())
+            while taken := list(islice(probes, room)):
+                batch.append((at, list(dict.fromkeys(taken))))
+                room -= len(taken)
+                if not room:
+                    self._look_up(batch, found)
+                    batch, room = [], PROBES_PER_ROUND_TRIP
+        if batch:
+            self._look_up(batch, found)
+        return [list(words) for words in found]
+
+    def _look_up(self, batch: list[tuple[int, list[str]]], found: list[dict[str, None]]) -> None:
+        pipe = self.r.pipeline(transaction=False)
+        for _, probes in batch:
+            pipe.smismember(self.keys.keywords, probes)
+        for (at, probes), flags in zip(batch, pipe.execute()):
+            found[at].update((word, None) for word, hit in zip(probes, flags) if hit)
 
     def _direct_keys(self, event: InboundEvent) -> list[str]:
         if event.kind == "custom":

@@ -84,8 +84,11 @@ class System:
         self.procs.append(proc)
         return proc
 
-    def worker(self, name: str = "worker", concurrency: int = 2, pool: str = "prefork") -> Proc:
-        return self._start(name, [self.celery, "-A", "workers", "worker", "-Q", self.QUEUES, "-c",
+    def worker(self, name: str = "worker", concurrency: int = 2, pool: str = "prefork",
+               queues: tuple[str, ...] | None = None) -> Proc:
+        """A Celery worker of `queues` (default: every queue, as one process does it all in tests)."""
+        queues_arg = ",".join(queues) if queues else self.QUEUES
+        return self._start(name, [self.celery, "-A", "workers", "worker", "-Q", queues_arg, "-c",
                                   str(concurrency), "-P", pool, "-n", f"{name}-{time.time_ns()}@%h",
                                   "--without-gossip", "--without-mingle", "-l", "INFO"])
 

@@ -1,9 +1,10 @@
-"""Is this container's process healthy? `python docker/healthcheck.py web|worker|beat|listener|flower`
-(compose's healthcheck of each service). Exit 0 if so, else 1 with one line saying why.
+"""Is this container's process healthy?
+`python docker/healthcheck.py web|worker|callbacks|sweeper|beat|listener|flower` (compose's healthcheck
+of each service). Exit 0 if so, else 1 with one line saying why.
 
-web and flower answer HTTP; a worker answers a Celery ping addressed to it; the listener and beat are
-judged by their heartbeats in Redis (the listener's while it holds the 轻简 socket; beat's is stamped by
-the tick it sends, so it also needs a worker to run that tick).
+web and flower answer HTTP; a Celery worker (worker, callbacks, sweeper) answers a ping addressed to its
+node; the listener and beat are judged by their heartbeats in Redis (the listener's while it holds the
+轻简 socket; beat's is stamped by the tick it sends, so it also needs a worker to run that tick).
 """
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ def http_ok(url: str) -> str | None:
 
 
 def worker_answers(name: str = "celery") -> str | None:
-    """The Celery worker node `<name>@<this host>` answers a ping (the Procfile names its sweeper's node)."""
+    """The Celery worker node `<name>@<this host>` answers a ping (the Procfile names its sweeper's and
+    callbacks' nodes)."""
     from celery import Celery
 
     app = Celery("healthcheck", broker=os.environ.get("CELERY_BROKER_URL") or os.environ.get("REDIS_URL"))
@@ -56,6 +58,7 @@ CHECKS = {
     "web": lambda: http_ok(f"http://127.0.0.1:{os.environ.get('PORT') or 8000}/api/health"),
     "flower": lambda: http_ok(f"http://127.0.0.1:{os.environ.get('FLOWER_PORT') or 5555}/healthcheck"),
     "worker": worker_answers,
+    "callbacks": lambda: worker_answers("callbacks"),
     "sweeper": lambda: worker_answers("sweeper"),
     "beat": lambda: heartbeat_fresh("beat"),
     "listener": lambda: heartbeat_fresh("listener"),

@@ -11,10 +11,10 @@ import pytest
 import yaml
 from packaging.markers import Marker
 
-from celeryconfig import QUEUE_ORDER
+from celeryconfig import CALLBACK_QUEUES, QUEUE_ORDER, WORKER_QUEUES
 
 ROOT = Path(__file__).resolve().parents[1]
-PROCESSES = ("release", "web", "worker", "sweeper", "beat", "listener", "flower")
+PROCESSES = ("release", "web", "worker", "callbacks", "sweeper", "beat", "listener", "flower")
 
 
 def procfile(path: Path) -> dict[str, str]:
@@ -38,7 +38,8 @@ def test_compose_parses_and_runs_the_procfile_commands():
 
 def test_the_worker_drains_queues_in_priority_order():
     worker = shlex.split(procfile(ROOT / "Procfile")["worker"])
-    assert worker[worker.index("-Q") + 1].split(",") == list(QUEUE_ORDER)
+    assert worker[worker.index("-Q") + 1].split(",") == list(WORKER_QUEUES)
+    assert list(WORKER_QUEUES) == [q for q in QUEUE_ORDER if q != "callbacks"]
     assert QUEUE_ORDER[0] == "maintenance"  # timers are never stuck behind a backlog of actions
     assert QUEUE_ORDER.index("actions") < QUEUE_ORDER.index("match")  # what has started finishes first
 
@@ -49,7 +50,18 @@ def test_the_local_run_command_starts_the_same_processes(monkeypatch):
     lines = dict(l.split(": ", 1) for l in local_procfile({"PORT": "8000"}, []).strip().splitlines())
     assert set(lines) == set(PROCESSES) - {"release"}
     worker = shlex.split(lines["worker"])
-    assert worker[worker.index("-Q") + 1].split(",") == list(QUEUE_ORDER)
+    assert worker[worker.index("-Q") + 1].split(",") == list(WORKER_QUEUES)
+    callbacks = shlex.split(lines["callbacks"])
+    assert callbacks[callbacks.index("-Q") + 1].split(",") == list(CALLBACK_QUEUES)
+
+
+def test_callbacks_have_a_worker_of_their_own():
+    """A slow 天网 holds the callbacks worker's processes only, never the ones that fire tasks."""
+    lines = procfile(ROOT / "Procfile")
+    worker, callbacks = shlex.split(lines["worker"]), shlex.split(lines["callbacks"])
+    assert "callbacks" not in worker[worker.index("-Q") + 1].split(",")
+    assert callbacks[callbacks.index("-Q") + 1].split(",") == list(CALLBACK_QUEUES) == ["callbacks"]
+    assert callbacks[callbacks.index("-n") + 1] == "callbacks@%h"  # its own node name beside `worker`
 
 
 def test_dockerfile_runs_as_a_non_root_user_with_a_healthcheck():

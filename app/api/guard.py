@@ -9,6 +9,7 @@ from flask import Flask, current_app, request
 from app.api.errors import envelope
 
 PUBLIC = frozenset({"/api/health", "/api/ready", "/api/openapi.json", "/metrics"})
+MAX_DEPTH = 32  # nesting of objects and arrays in a body: far past any task's, far below the parser's limit
 
 
 def _presented_key() -> str | None:
@@ -56,32 +57,56 @@ def _check_json_object():
         # A chunked body has no Content-Length: werkzeug stops reading at the limit instead.
         return envelope(413, "request body over 1 MiB")
     try:
-        body = json.loads(raw) if raw else None
+        body = json.loads(raw, parse_constant=_not_json) if raw else None
+    except RecursionError:  # the parser's own nesting limit (about 1,000 levels)
+        return envelope(400, f"body nested deeper than {MAX_DEPTH} levels")
     except (ValueError, UnicodeDecodeError):
         return envelope(400, "body is not valid JSON")
     if not isinstance(body, dict):
         return envelope(400, "body must be a JSON object")
-    # JSON escapes can spell what no database stores: a lone surrogate (not Unicode) or NUL.
-    for text in _strings(body):
-        if "\x00" in text:
-            return envelope(400, "body holds a NUL character (\\u0000), which cannot be stored")
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            return envelope(400, "body holds a lone surrogate (\\ud800-\\udfff): not valid Unicode")
+    problem = _unstorable(body)
+    if problem:
+        return envelope(400, problem)
     if not request.is_json:
         return envelope(400, "Content-Type must be application/json")
     return None
 
 
-def _strings(value):
-    """Every string in a parsed JSON value, keys included."""
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield key
-            yield from _strings(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _strings(item)
+def _not_json(constant: str):
+    raise ValueError(f"{constant} is not a JSON number")  # Python's parser takes NaN and ±Infinity
+
+
+def _unstorable(body: dict) -> str | None:
+    """Why the parsed body cannot be taken whole, or None. Walked without recursion: nesting deeper than
+    MAX_DEPTH is refused here, before validation, storage or matching recurse into it."""
+    stack = [(body, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            items = value.items()
+        elif isinstance(value, list):
+            items = ((None, item) for item in value)
+        else:
+            problem = _bad_text(value) if isinstance(value, str) else None
+            if problem:
+                return problem
+            continue
+        if depth > MAX_DEPTH:
+            return f"body nested deeper than {MAX_DEPTH} levels"
+        for key, item in items:
+            problem = _bad_text(key) if key is not None else None
+            if problem:
+                return problem
+            stack.append((item, depth + 1))
+    return None
+
+
+def _bad_text(text: str) -> str | None:
+    """JSON escapes can spell what no database stores: a lone surrogate (not Unicode) or NUL."""
+    if "\x00" in text:
+        return "body holds a NUL character (\\u0000), which cannot be stored"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "body holds a lone surrogate (\\ud800-\\udfff): not valid Unicode"
+    return None

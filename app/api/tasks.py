@@ -10,6 +10,15 @@ from marshmallow import ValidationError
 from sqlalchemy import func, select
 
 from app import runtime
+from app.api.answers import (
+    ExplanationEnvelope,
+    TaskEnvelope,
+    TaskHistoryEnvelope,
+    TaskPageEnvelope,
+    TaskRefEnvelope,
+    TaskStatsEnvelope,
+    answer,
+)
 from app.api.errors import envelope, flatten
 from app.domain import states
 from app.domain.triggers import TRIGGER_TYPES
@@ -18,7 +27,6 @@ from app.models import Task, TaskEvent
 from app.schemas import (
     CancelSchema,
     EnvelopeSchema,
-    ExplainEnvelopeSchema,
     ExplainEventSchema,
     ExplainQuerySchema,
     RetrySchema,
@@ -37,8 +45,8 @@ blp = Blueprint("tasks", __name__, url_prefix="/api/task", description="Tasks fr
 @blp.route("/receive")
 class TaskReceive(MethodView):
     @blp.doc(requestBody={"required": True, "content": {"application/json": {"schema": TaskReceiveSchema}}})
-    @blp.response(200, EnvelopeSchema)
-    @blp.alt_response(409, schema=EnvelopeSchema, description="task_id used with another body")
+    @blp.response(200, TaskRefEnvelope)
+    @blp.alt_response(409, schema=TaskRefEnvelope, description="task_id used with another body")
     @blp.alt_response(422, schema=EnvelopeSchema, description="validation failed")
     def post(self):
         """Receive a task from 天网 (idempotent by task_id)."""
@@ -55,27 +63,28 @@ class TaskReceive(MethodView):
         except intake.FieldErrors as exc:
             return envelope(422, "validation failed", None, exc.errors)
         except intake.Conflict as exc:
-            return envelope(409, str(exc), {"task_id": body.get("task_id"), "status": exc.status})
+            return answer(409, str(exc), {"task_id": body.get("task_id"), "status": exc.status}), 409
         message = "任务已重新下发：取消后再次接收，重新开始监听" if received.rearmed else "任务接收成功"
-        return envelope(200, message, {"task_id": received.task_id, "status": received.status})
+        return answer(200, message, {"task_id": received.task_id, "status": received.status})
 
 
-@blp.route("/status/<string:task_id>")
+@blp.route("/status/<string(maxlength=128):task_id>")
 class TaskStatus(MethodView):
-    @blp.response(200, EnvelopeSchema)
+    @blp.response(200, TaskEnvelope)
     def get(self, task_id):
         """The whole task: its fields, status and history markers."""
         with session_scope() as session:
             task = session.get(Task, task_id)
             if task is None:
                 abort(404, message=f"task {task_id} not found")
-            return envelope(200, "OK", task_view(task, runtime.current().settings.app_timezone))
+            return answer(200, "OK", task_view(task, runtime.current().settings.app_timezone))
 
 
 @blp.route("/cancel")
 class TaskCancel(MethodView):
     @blp.arguments(CancelSchema)
-    @blp.response(200, EnvelopeSchema)
+    @blp.response(200, TaskRefEnvelope)
+    @blp.alt_response(409, schema=TaskRefEnvelope, description="already running or finished")
     def post(self, args):
         """Cancel a pending or waiting task."""
         try:
@@ -83,15 +92,15 @@ class TaskCancel(MethodView):
         except TaskNotFound:
             abort(404, message=f"task {args['task_id']} not found")
         except intake.Conflict as exc:
-            return envelope(409, str(exc), {"task_id": args["task_id"], "status": exc.status})
-        return envelope(200, "任务已取消", {"task_id": args["task_id"], "status": status})
+            return answer(409, str(exc), {"task_id": args["task_id"], "status": exc.status}), 409
+        return answer(200, "任务已取消", {"task_id": args["task_id"], "status": status})
 
 
 @blp.route("/retry")
 class TaskRetry(MethodView):
     @blp.arguments(RetrySchema)
-    @blp.response(200, EnvelopeSchema)
-    @blp.alt_response(409, schema=EnvelopeSchema, description="the task is neither failed nor timed out")
+    @blp.response(200, TaskRefEnvelope)
+    @blp.alt_response(409, schema=TaskRefEnvelope, description="the task is neither failed nor timed out")
     def post(self, args):
         """Retry a failed task (its action runs again) or a timed-out one (it waits again)."""
         try:
@@ -99,14 +108,14 @@ class TaskRetry(MethodView):
         except TaskNotFound:
             abort(404, message=f"task {args['task_id']} not found")
         except operator.NotRetryable as exc:
-            return envelope(409, str(exc), {"task_id": args["task_id"], "status": exc.status})
-        return envelope(200, "任务已重试", {"task_id": args["task_id"], "status": status})
+            return answer(409, str(exc), {"task_id": args["task_id"], "status": exc.status}), 409
+        return answer(200, "任务已重试", {"task_id": args["task_id"], "status": status})
 
 
 @blp.route("/list")
 class TaskList(MethodView):
     @blp.arguments(TaskListQuerySchema, location="query")
-    @blp.response(200, EnvelopeSchema)
+    @blp.response(200, TaskPageEnvelope)
     def get(self, args):
         """Tasks, newest first, filtered by customer, status, type and trigger type."""
         filters = []
@@ -121,28 +130,28 @@ class TaskList(MethodView):
             rows = session.scalars(select(Task).where(*filters).order_by(Task.created_at.desc(), Task.task_id)
                                    .offset((page - 1) * size).limit(size)).all()
             items = [task_view(t, zone) for t in rows]
-        return envelope(200, "OK", {"items": items, "page": page, "page_size": size, "total": total})
+        return answer(200, "OK", {"items": items, "page": page, "page_size": size, "total": total})
 
 
 @blp.route("/stats")
 class TaskStats(MethodView):
-    @blp.response(200, EnvelopeSchema)
+    @blp.response(200, TaskStatsEnvelope)
     def get(self):
         """Counts by status and by trigger type."""
         with session_scope() as session:
             by_status = dict(session.execute(select(Task.status, func.count()).group_by(Task.status)).all())
             by_trigger = dict(session.execute(
                 select(Task.trigger_type, func.count()).group_by(Task.trigger_type)).all())
-        return envelope(200, "OK", {
+        return answer(200, "OK", {
             "total": sum(by_status.values()),
             "by_status": {s: by_status.get(s, 0) for s in states.STATUSES},
             "by_trigger_type": {t: by_trigger.get(t, 0) for t in TRIGGER_TYPES},
         })
 
 
-@blp.route("/<string:task_id>/events")
+@blp.route("/<string(maxlength=128):task_id>/events")
 class TaskEvents(MethodView):
-    @blp.response(200, EnvelopeSchema)
+    @blp.response(200, TaskHistoryEnvelope)
     def get(self, task_id):
         """The task's history: state changes, attempts, sends and callbacks."""
         zone = runtime.current().settings.app_timezone
@@ -151,20 +160,20 @@ class TaskEvents(MethodView):
                 abort(404, message=f"task {task_id} not found")
             rows = session.scalars(select(TaskEvent).where(TaskEvent.task_id == task_id)
                                    .order_by(TaskEvent.id)).all()
-            return envelope(200, "OK", {"task_id": task_id, "events": [event_view(e, zone) for e in rows]})
+            return answer(200, "OK", {"task_id": task_id, "events": [event_view(e, zone) for e in rows]})
 
 
-@blp.route("/<string:task_id>/explain")
+@blp.route("/<string(maxlength=128):task_id>/explain")
 class TaskExplain(MethodView):
     @blp.arguments(ExplainQuerySchema, location="query")
-    @blp.response(200, ExplainEnvelopeSchema)
+    @blp.response(200, ExplanationEnvelope)
     @blp.alt_response(404, schema=EnvelopeSchema, description="unknown task, or no recent message has that msg_id")
     def get(self, args, task_id):
         """Why the task fired or did not: each condition against its recent messages (or one msg_id)."""
         return _explained(task_id, msg_id=args.get("msg_id"), limit=args["limit"])
 
     @blp.arguments(ExplainEventSchema)
-    @blp.response(200, ExplainEnvelopeSchema)
+    @blp.response(200, ExplanationEnvelope)
     @blp.alt_response(404, schema=EnvelopeSchema, description="unknown task")
     @blp.alt_response(422, schema=EnvelopeSchema, description="not a message or event")
     def post(self, args, task_id):
@@ -178,7 +187,7 @@ class TaskExplain(MethodView):
 
 def _explained(task_id: str, **against):
     try:
-        return envelope(200, "OK", explain.explain_task(task_id, **against))
+        return answer(200, "OK", explain.explain_task(task_id, **against))
     except TaskNotFound:
         abort(404, message=f"task {task_id} not found")
     except explain.MessageNotFound as exc:

@@ -6,12 +6,12 @@ import hmac
 
 import requests
 
-TIMEOUT = (3.05, 10)
+CONNECT_TIMEOUT = 3.05
 RETRYABLE_STATUS = frozenset({408, 429})
 
 
 class CallbackRetryable(Exception):
-    """Connection error, timeout, 408, 429 or 5xx: worth trying again."""
+    """Connection error, timeout, 3xx, 408, 429 or 5xx: worth trying again."""
 
 
 class CallbackRejected(Exception):
@@ -22,17 +22,28 @@ def sign(body: bytes, secret: str) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def post(session: requests.Session, url: str, event_id: str, body: str, secret: str | None) -> int:
+def post(session: requests.Session, url: str, event_id: str, body: str, secret: str | None,
+         timeout: float = 10.0) -> int:
+    """POST one callback; only a 2xx to this very POST is delivery.
+
+    Redirects are not followed: requests would turn a POST answered 301/302/303 into a GET of the new
+    location and report that GET's answer. A 3xx is a failed attempt, retried like a 5xx.
+    """
     raw = body.encode()
     headers = {"Content-Type": "application/json; charset=utf-8", "X-Tianwang-Event-Id": event_id}
     if secret:
         headers["X-Tianwang-Signature"] = sign(raw, secret)
     try:
-        answer = session.post(url, data=raw, headers=headers, timeout=TIMEOUT)
+        answer = session.post(url, data=raw, headers=headers, allow_redirects=False,
+                              timeout=(min(CONNECT_TIMEOUT, timeout), timeout))
     except requests.RequestException as exc:
         raise CallbackRetryable(f"{type(exc).__name__}: {exc}") from None
-    if 200 <= answer.status_code < 300:
-        return answer.status_code
-    if answer.status_code >= 500 or answer.status_code in RETRYABLE_STATUS:
-        raise CallbackRetryable(f"HTTP {answer.status_code}")
-    raise CallbackRejected(f"HTTP {answer.status_code}: {answer.text[:200]}")
+    status = answer.status_code
+    if 200 <= status < 300:
+        return status
+    if 300 <= status < 400:
+        location = answer.headers.get("Location", "")
+        raise CallbackRetryable(f"HTTP {status} redirect to {location[:200]!r} not followed")
+    if status >= 500 or status in RETRYABLE_STATUS:
+        raise CallbackRetryable(f"HTTP {status}")
+    raise CallbackRejected(f"HTTP {status}: {answer.text[:200]}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Callable, Iterable, Iterator, TypedDict
+from typing import Callable, Iterable, TypedDict
 
 SPECIFIED_CUSTOMER_REPLY = "specified_customer_reply"
 CUSTOMER_REPLY = "customer_reply"
@@ -308,16 +308,6 @@ def index_keys(spec: TriggerSpec) -> list[tuple[str, str]]:
     if kind in EVENT_KIND_OF:
         keys.append(("evt", EVENT_KIND_OF[kind]))
     return keys
-
-
-def substrings(text: str, lengths: Iterable[int]) -> Iterator[str]:
-    """Every substring of `text` whose length is one of `lengths`: the keyword-index probes."""
-    n = len(text)
-    for length in sorted({int(l) for l in lengths}):
-        if length <= 0 or length > n:
-            continue
-        for start in range(n - length + 1):
-            yield text[start:start + length]
 
 
 def firing_order(specs: Iterable[TriggerSpec]) -> list[TriggerSpec]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import string
+import unicodedata
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -65,7 +66,9 @@ json_values = st.recursive(
 # Unknown field names: never one of the schema's own (those all start with a letter other than "x").
 extras = st.dictionaries(st.from_regex(r"x_[a-z0-9_]{1,10}", fullmatch=True), json_values, max_size=3)
 lookbacks = st.integers(0, 3600) | st.floats(0, 3600)
-keyword_lists = st.lists(non_blank(12), min_size=1, max_size=50)
+# Keywords: at most 32 characters once normalised (NFKC can lengthen a character).
+keywords = non_blank(20).filter(lambda s: len(unicodedata.normalize("NFKC", s).strip().lower()) <= 32)
+keyword_lists = st.lists(keywords, min_size=1, max_size=50)
 
 
 @st.composite
@@ -91,7 +94,7 @@ def triggers(draw, kind: str, customer_id: str | None) -> dict:
         if draw(st.booleans()):
             trigger["customer_name"] = draw(st.none() | texts(0, 20))
     if kind in ("specified_customer_reply", "customer_reply"):
-        trigger["keyword"] = draw(non_blank(20))
+        trigger["keyword"] = draw(keywords)
         if draw(st.booleans()):
             trigger["exact_match"] = draw(st.booleans())
     elif kind == "customer_keyword":
@@ -127,9 +130,10 @@ def actions(draw, kind: str) -> dict:
             if draw(st.booleans()):
                 action[name] = draw(optional)
     else:
-        for name in ("reason", "image_url"):
-            if draw(st.booleans()):
-                action[name] = draw(optional)
+        if draw(st.booleans()):
+            action["reason"] = draw(optional)
+        if draw(st.booleans()):
+            action["image_url"] = draw(st.none() | http_urls)
     return action
 
 
@@ -259,7 +263,10 @@ MUTATIONS = [
     ("created_by", ALL, ALL, st.tuples(st.just("created_by"), st.text(min_size=129, max_size=150))),
     # reply triggers
     ("trigger.keyword", ("specified_customer_reply", "customer_reply"), ALL,
-     st.tuples(st.just("trigger.keyword"), st.just(MISSING) | blanks())),
+     st.tuples(st.just("trigger.keyword"), st.just(MISSING) | blanks() | st.text(min_size=33, max_size=60)
+               | st.sampled_from(["\ufdfa\ufdfa", "\u3300" * 9]))),  # 36 characters once normalised
+    ("trigger.customer_name", ("specified_customer_reply",), ALL,
+     st.tuples(st.just("trigger.customer_name"), st.text(min_size=129, max_size=140))),
     ("trigger.customer_id", ("specified_customer_reply",), ALL,
      st.tuples(st.just("trigger.customer_id"), st.just(MISSING) | blanks() | st.text(min_size=129, max_size=140))),
     ("customer.id", ("specified_customer_reply",), ALL, st.tuples(st.just("customer.id"), st.just("someone_else"))),
@@ -271,7 +278,7 @@ MUTATIONS = [
     ("trigger.keywords.*", ("customer_keyword", "customer_payment", "customer_order"), ALL,
      st.tuples(st.just("trigger.keywords"),
                st.builds(lambda head, bad, tail: head + [bad] + tail, st.lists(non_blank(5), max_size=5),
-                         blanks(), st.lists(non_blank(5), max_size=5)))),
+                         blanks() | st.text(min_size=33, max_size=40), st.lists(non_blank(5), max_size=5)))),
     ("trigger.lookback_seconds", MESSAGE_TRIGGERS, ALL,
      st.tuples(st.just("trigger.lookback_seconds"), st.sampled_from([3601, -1, "10", True])
                | st.floats(min_value=3600, exclude_min=True) | st.floats(max_value=0, exclude_max=True))),
@@ -283,7 +290,8 @@ MUTATIONS = [
     ("trigger.lookback_seconds", ("time_reach", "custom_event"), ALL,
      st.tuples(st.just("trigger.lookback_seconds"), lookbacks)),
     # custom_event
-    ("trigger.event", ("custom_event",), ALL, st.tuples(st.just("trigger.event"), st.just(MISSING) | blanks())),
+    ("trigger.event", ("custom_event",), ALL, st.tuples(st.just("trigger.event"), st.just(MISSING) | blanks()
+                                                        | st.text(min_size=129, max_size=140))),
     ("trigger.match", ("custom_event",), ALL, st.tuples(st.just("trigger.match"), st.sampled_from(["a", 1, [1]]))),
     # actions
     ("action.message", ALL, ("send_message",),
@@ -295,6 +303,11 @@ MUTATIONS = [
     ("action.link_url", ALL, ("send_link",),
      st.tuples(st.just("action.link_url"), st.sampled_from([MISSING, "", "ftp://example.com/",
                                                             "mailto:a@example.com", "//example.com"]))),
+    ("action.image_url", ALL, ("transfer_to_designer",),
+     st.tuples(st.just("action.image_url"), st.sampled_from(["", "javascript:alert(1)", "file:///etc/passwd",
+                                                             "data:image/png;base64,AA", "//example.com/a.png"])
+               | st.just("https://example.com/" + "a" * 2030))),
+    ("action.message", ALL, ALL, st.tuples(st.just("action.message"), st.text(min_size=4097, max_size=4100))),
 ]
 
 

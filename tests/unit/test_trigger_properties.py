@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.domain import explain as ex
+from app.domain.probes import substrings
 from app.domain.triggers import (
     MESSAGE_TRIGGERS,
     InboundEvent,
@@ -16,7 +17,6 @@ from app.domain.triggers import (
     firing_order,
     index_keys,
     matches,
-    substrings,
     within_lookback,
 )
 

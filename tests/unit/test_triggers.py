@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from app.domain import probes
 from app.domain import triggers as tr
 from app.domain.triggers import InboundEvent, compile_spec, index_keys, matches, normalize, within_lookback
 
@@ -403,19 +404,19 @@ def test_trigger_type_constants_match_contract():
 # -- substrings -------------------------------------------------------------------------------------
 
 def test_substrings_examples():
-    assert list(tr.substrings("abcd", [2])) == ["ab", "bc", "cd"]
-    assert set(tr.substrings("abcd", [1, 4, 2, 2])) == {"a", "b", "c", "d", "ab", "bc", "cd", "abcd"}
-    assert list(tr.substrings("abc", [0, -1, 4])) == []
-    assert list(tr.substrings("", [1, 2])) == []
-    assert list(tr.substrings("好的谢谢", [])) == []
-    assert list(tr.substrings("好的谢谢", ["2"])) == ["好的", "的谢", "谢谢"]
+    assert list(probes.substrings("abcd", [2])) == ["ab", "bc", "cd"]
+    assert set(probes.substrings("abcd", [1, 4, 2, 2])) == {"a", "b", "c", "d", "ab", "bc", "cd", "abcd"}
+    assert list(probes.substrings("abc", [0, -1, 4])) == []
+    assert list(probes.substrings("", [1, 2])) == []
+    assert list(probes.substrings("好的谢谢", [])) == []
+    assert list(probes.substrings("好的谢谢", ["2"])) == ["好的", "的谢", "谢谢"]
 
 
 def test_substrings_is_every_substring_of_those_lengths():
     s = "ab好的 ab"
     lengths = [1, 2, 3, 7, 9]
     expected = {s[i:j] for i in range(len(s)) for j in range(i + 1, len(s) + 1) if j - i in lengths}
-    assert set(tr.substrings(s, lengths)) == expected
+    assert set(probes.substrings(s, lengths)) == expected
 
 
 # -- firing_order ---------------------------------------------------------------------------------
