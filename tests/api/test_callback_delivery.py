@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 import redis
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from app import create_app
 from app.infra.db import session_scope
