@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Callable, Iterable, TypedDict
 
+from app.domain.probes import MAX_PROBED_CHARS
+
 SPECIFIED_CUSTOMER_REPLY = "specified_customer_reply"
 CUSTOMER_REPLY = "customer_reply"
 CUSTOMER_KEYWORD = "customer_keyword"
@@ -37,6 +39,12 @@ PRIORITY_RANK = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
 def normalize(text: str) -> str:
     """NFKC (full-width == half-width), trimmed, Latin letters case-folded."""
     return unicodedata.normalize("NFKC", text).strip().lower()
+
+
+def message_text(content: str) -> str:
+    """What matching reads of a text message: normalised, and only its first MAX_PROBED_CHARS characters,
+    whether its task is found by customer or by keyword (app.domain.probes bounds the work per message)."""
+    return normalize(content[: 4 * MAX_PROBED_CHARS])[:MAX_PROBED_CHARS]
 
 
 @dataclass(frozen=True)
@@ -70,7 +78,7 @@ class InboundEvent:
             content = data.get("content")
             if not isinstance(content, str):
                 raise ValueError("text message without string content")
-            text = normalize(content)
+            text = message_text(content)
         return cls(kind=frame_event, msg_id=_str_or_none(data.get("msg_id")),
                    acc_id=_str_or_none(data.get("acc_id")), from_id=from_id,
                    from_name=_str_or_none(data.get("from_name")), text=text, msg_type=msg_type,

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app import queueing
-from app.domain.triggers import InboundEvent, normalize
+from app.domain.triggers import InboundEvent, message_text
 from app.infra.db import session_scope
 from app.infra.logs import mask
 from app.infra.timeutil import epoch, utcnow
@@ -92,10 +92,15 @@ def hand_over_custom_event(event: InboundEvent) -> None:
 
 
 def mark_matched(session: Session, fired: dict[int, list[str]], now: datetime) -> None:
-    """Inside matching's transaction: these messages were matched, each firing these tasks."""
-    if fired:
-        session.execute(update(InboundMessage), [
-            {"id": row_id, "matched_at": now, "fired": task_ids or None} for row_id, task_ids in fired.items()])
+    """Inside matching's transaction: these messages were matched, each firing these tasks. A message
+    matched again (a redelivered or re-driven match) keeps what it fired before, and adds to it."""
+    if not fired:
+        return
+    before = dict(session.execute(select(InboundMessage.id, InboundMessage.fired).where(
+        InboundMessage.id.in_(list(fired)), InboundMessage.fired.is_not(None))).all())
+    session.execute(update(InboundMessage), [
+        {"id": row_id, "matched_at": now, "fired": list(dict.fromkeys([*(before.get(row_id) or []), *task_ids]))
+         or None} for row_id, task_ids in fired.items()])
 
 
 def unmatched(older_than: float, limit: int = 500) -> list[tuple[int, InboundEvent]]:
@@ -115,7 +120,7 @@ def unmatched(older_than: float, limit: int = 500) -> list[tuple[int, InboundEve
 
 
 def event_of(row: InboundMessage) -> InboundEvent:
-    text = normalize(row.content) if row.kind == "message" and (row.msg_type or "text") == "text" and \
+    text = message_text(row.content) if row.kind == "message" and (row.msg_type or "text") == "text" and \
         row.content is not None else None
     return InboundEvent(kind=row.kind, msg_id=row.msg_id, acc_id=row.acc_id, from_id=row.from_id,
                         from_name=row.from_name, text=text, msg_type=row.msg_type,

@@ -45,8 +45,8 @@ def queued(r, keys) -> list[bytes]:
 
 def test_a_req_id_is_queued_once(r, keys):
     channel = SendChannel(r, keys)
-    assert channel.submit(text_frame("T1:0:0"), TIMEOUT, notify=True) is None  # queued now
-    again = channel.submit(text_frame("T1:0:0"), TIMEOUT, notify=True)  # a second run of the same attempt
+    assert channel.submit(text_frame("T1:0:0"), TIMEOUT) is None  # queued now
+    again = channel.submit(text_frame("T1:0:0"), TIMEOUT)  # a second run of the same attempt
     assert again is not None and abs(again - time.time()) < 60  # ... learns when it was queued (Redis's clock)
     assert channel.submit_many([text_frame("T1:0:0"), text_frame("T1:0:1")], TIMEOUT)[0] == again
     assert queued(r, keys) == [b"T1:0:0", b"T1:0:1"]  # another attempt is another req_id
@@ -55,7 +55,7 @@ def test_a_req_id_is_queued_once(r, keys):
 def test_a_send_given_up_on_never_leaves_and_one_taken_cannot_be_given_up(r, keys):
     channel = SendChannel(r, keys)
     channel.ensure_group()
-    channel.submit_many([text_frame("T2:0:0"), text_frame("T3:0:0")], TIMEOUT, notify=True)
+    channel.submit_many([text_frame("T2:0:0"), text_frame("T3:0:0")], TIMEOUT)
     assert channel.abandon("T2:0:0") is True  # its worker gives up before the listener reads it
     entries = channel.read("listener-1", block_ms=100)
     assert [f["req_id"] for _, f in entries] == ["T2:0:0", "T3:0:0"]
@@ -66,7 +66,7 @@ def test_a_send_given_up_on_never_leaves_and_one_taken_cannot_be_given_up(r, key
 def test_a_send_past_its_deadline_is_not_taken(r, keys):
     channel = SendChannel(r, keys)
     channel.ensure_group()
-    channel.submit(text_frame("T4:0:0"), timeout=0.0, notify=True)  # its worker's time is already up
+    channel.submit(text_frame("T4:0:0"), timeout=0.0)  # its worker's time is already up
     assert channel.take(channel.read("listener-1", block_ms=100)) == ["expired"]
     assert channel.abandon("T4:0:0") is True  # and it stays given up
 

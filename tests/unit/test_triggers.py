@@ -565,3 +565,19 @@ def test_msg_type_is_kept_and_old_remembered_messages_still_match():
     assert matches(spec(SCR), InboundEvent.from_dict(old))
     old_image = {k: v for k, v in text("好的.png", msg_type="image").as_dict().items() if k != "msg_type"}
     assert not matches(spec(SCR), InboundEvent.from_dict(old_image))
+
+
+def test_a_long_message_is_matched_on_its_first_characters_whoever_finds_the_task():
+    """Matching reads a text's first MAX_PROBED_CHARS characters, for a task found by its customer as for
+    one found by keyword (the index probes read no further), so the two ways never disagree."""
+    from app.domain.probes import MAX_PROBED_CHARS
+    from app.domain.triggers import message_text
+
+    early = message_text("好的" + "。" * (MAX_PROBED_CHARS + 100))
+    late = message_text("。" * MAX_PROBED_CHARS + "好的")
+    assert len(early) == MAX_PROBED_CHARS and "好的" in early
+    assert "好的" not in late
+    bound = compile_spec(task_id="T", trigger={"type": "customer_reply", "keyword": "好的"}, customer_id="c1",
+                         priority="normal", created_at=0.0, payment_keywords=(), order_keywords=())
+    message = InboundEvent.from_wire("message", {"from_id": "c1", "content": "。" * MAX_PROBED_CHARS + "好的"}, 1.0)
+    assert not matches(bound, message)
