@@ -11,8 +11,6 @@ from sqlalchemy import func, select
 
 from app import runtime
 from app.api.errors import envelope, flatten
-from app.domain import states
-from app.domain.triggers import TRIGGER_TYPES
 from app.infra.db import session_scope
 from app.models import Task, TaskEvent
 from app.schemas import (
@@ -27,6 +25,7 @@ from app.schemas import (
     loosen_task_body,
 )
 from app.services import explain, intake, operator
+from app.state import counts as task_counts
 from app.state.tasks import TaskNotFound
 from app.views import event_view, task_view
 
@@ -128,16 +127,11 @@ class TaskList(MethodView):
 class TaskStats(MethodView):
     @blp.response(200, EnvelopeSchema)
     def get(self):
-        """Counts by status and by trigger type."""
+        """Counts by status and by trigger type (kept beside the tasks: no table scan)."""
         with session_scope() as session:
-            by_status = dict(session.execute(select(Task.status, func.count()).group_by(Task.status)).all())
-            by_trigger = dict(session.execute(
-                select(Task.trigger_type, func.count()).group_by(Task.trigger_type)).all())
+            counts = task_counts.read(session)
         return envelope(200, "OK", {
-            "total": sum(by_status.values()),
-            "by_status": {s: by_status.get(s, 0) for s in states.STATUSES},
-            "by_trigger_type": {t: by_trigger.get(t, 0) for t in TRIGGER_TYPES},
-        })
+            "total": counts.total, "by_status": counts.by_status, "by_trigger_type": counts.by_trigger_type})
 
 
 @blp.route("/<string:task_id>/events")
