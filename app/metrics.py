@@ -153,10 +153,13 @@ class BridgeCollector:
         with session_scope() as session:
             task_counts.snapshot(session)  # the size and the per-state counts from one moment
             size = task_counts.read(session).callbacks
-            by_state = dict(session.execute(
-                select(CallbackOutbox.state, func.count()).where(CallbackOutbox.state.in_(UNDELIVERED))
-                .group_by(CallbackOutbox.state)).all())
-            oldest = session.scalar(select(func.min(CallbackOutbox.created_at)).where(CallbackOutbox.state == "pending"))
+            # One statement for the counts and the oldest pending row: asked alone for the oldest, SQLite's
+            # planner (which sees two states, so "half the rows") scans the whole outbox.
+            undelivered = {state: (n, first) for state, n, first in session.execute(
+                select(CallbackOutbox.state, func.count(), func.min(CallbackOutbox.created_at))
+                .where(CallbackOutbox.state.in_(UNDELIVERED)).group_by(CallbackOutbox.state))}
+        by_state = {state: n for state, (n, _) in undelivered.items()}
+        oldest = undelivered.get("pending", (0, None))[1]
         rows = GaugeMetricFamily("tianwang_callbacks", "Callback outbox rows by state", labels=["state"])
         for state in UNDELIVERED:
             rows.add_metric([state], by_state.get(state, 0))
