@@ -85,12 +85,12 @@ def sweep(retention_days: float, message_retention_days: float, *, budget_second
     if retention_days > 0:
         cutoff = now - timedelta(days=retention_days)
         remaining = list(TERMINAL)
-        while remaining and time.monotonic() < stop_at:
-            for status in list(remaining):
-                purged = purge_tasks(status, cutoff, batch)
-                done["tasks_purged"] += purged
-                if purged < batch:
-                    remaining.remove(status)
+        while remaining and time.monotonic() < stop_at:  # the finished statuses in turn, a batch each
+            status = remaining.pop(0)
+            purged = purge_tasks(status, cutoff, batch)
+            done["tasks_purged"] += purged
+            if purged == batch:
+                remaining.append(status)  # more of it may be waiting
     if message_retention_days > 0:
         while time.monotonic() < stop_at:
             purged = inbound.purge(message_retention_days, batch=batch)
