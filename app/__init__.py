@@ -18,7 +18,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app.api import dispatch, system, tasks
     from app.api.guard import init_guard
     from app.console import init_console
-    from app.extensions import api, celery_init_app
+    from app.extensions import api, celery_init_app, init_limiter
     from app.metrics import metrics_view
     from app.services import callbacks
     from app.state import tasks as task_states
@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json.mimetype = "application/json; charset=utf-8"
     celery_init_app(app)
     task_states.set_callback_hook(callbacks.wake)
+    init_limiter(app, settings)
     init_guard(app, settings)
     api.init_app(app)
     api.register_blueprint(tasks.blp)

@@ -12,6 +12,9 @@ DEFAULT_PAYMENT_KEYWORDS = ("已付款", "已支付", "拍下了", "付过了")
 DEFAULT_ORDER_KEYWORDS = ("已下单", "下单了", "拍了")
 DEFAULT_DISPATCH_REPLY_TEXT = "好的，已帮您安排设计师处理，请稍候"
 DEFAULT_DISPATCH_OFFLINE_TEXT = "设计师暂时不在线，稍后为您安排"
+DEFAULT_RATE_LIMIT_PER_KEY = "20000/minute"
+DEFAULT_RATE_LIMIT_PER_IP = "60/minute"
+DEFAULT_RATE_LIMIT_LOGIN = "10/minute;100/day"
 
 
 def _list(value: str | None) -> tuple[str, ...]:
@@ -33,6 +36,12 @@ def _flag(value: str | None, default: bool) -> bool:
     if text in ("0", "off", "false", "no"):
         return False
     raise ValueError(f"not an on/off value: {value!r}")
+def _limit(env, name, default):
+    """A rate limit: unset or empty is the default, `off` none at all."""
+    raw = (env.get(name) or "").strip()
+    if raw.lower() == "off":
+        return None
+    return raw or default
 
 
 @dataclass(frozen=True)
@@ -71,8 +80,10 @@ class Settings:
     order_keywords: tuple[str, ...] = DEFAULT_ORDER_KEYWORDS
     # How long a worker's claim on a running task lasts before beat re-drives it.
     action_lease_seconds: float = 30.0
-    # How long inbound messages are kept in SQL (the console, explain, re-driven matching read them).
+    # How long inbound messages are kept in SQL (the console, explain, re-driven matching read them), and
+    # finished tasks with their history and settled callbacks (app.services.retention); 0 keeps them.
     message_retention_days: float = 7.0
+    retention_days: float = 90.0
     redis_prefix: str = "tw:"
     # How many reverse proxies (nginx, a load balancer) stand in front of web and set X-Forwarded-*.
     trusted_proxies: int = 0
@@ -82,6 +93,12 @@ class Settings:
     console_session_hours: float = 12.0
     console_cookie_secure: bool = True  # the session cookie only over HTTPS (off for plain-HTTP development)
     console_login_max_failures: int = 5  # per user name (an address: 4x) within 15 minutes, then refused
+    # Request budgets (limits' notation, e.g. "100/second;5000/hour"; None: no limit), counted in Redis:
+    # per API key on /api, per client address for /api requests without a valid key, and per client
+    # address on the console's login.
+    rate_limit_per_key: str | None = DEFAULT_RATE_LIMIT_PER_KEY
+    rate_limit_per_ip: str | None = DEFAULT_RATE_LIMIT_PER_IP
+    rate_limit_login: str | None = DEFAULT_RATE_LIMIT_LOGIN
 
     @classmethod
     def from_env(cls, env: dict | None = None, **overrides) -> "Settings":
@@ -116,6 +133,7 @@ class Settings:
             tuhui_timeout=_float(env, "TUHUI_TIMEOUT", 10.0),
             action_lease_seconds=_float(env, "ACTION_LEASE_SECONDS", 30.0),
             message_retention_days=_float(env, "MESSAGE_RETENTION_DAYS", 7.0),
+            retention_days=_float(env, "RETENTION_DAYS", 90.0),
             redis_prefix=env.get("REDIS_PREFIX") or "tw:",
             trusted_proxies=int(env.get("TRUSTED_PROXIES") or 0),
             console_secret_key=env.get("CONSOLE_SECRET_KEY") or None,
@@ -123,6 +141,9 @@ class Settings:
             console_session_hours=_float(env, "CONSOLE_SESSION_HOURS", 12.0),
             console_cookie_secure=_flag(env.get("CONSOLE_COOKIE_SECURE"), True),
             console_login_max_failures=int(env.get("CONSOLE_LOGIN_MAX_FAILURES") or 5),
+            rate_limit_per_key=_limit(env, "RATE_LIMIT_PER_KEY", DEFAULT_RATE_LIMIT_PER_KEY),
+            rate_limit_per_ip=_limit(env, "RATE_LIMIT_PER_IP", DEFAULT_RATE_LIMIT_PER_IP),
+            rate_limit_login=_limit(env, "RATE_LIMIT_LOGIN", DEFAULT_RATE_LIMIT_LOGIN),
         )
         values.update(overrides)
         known = {f.name for f in fields(cls)}
@@ -137,3 +158,16 @@ class Settings:
         if self.callback_concurrency < 1 or min(self.callback_flush_seconds, self.callback_timeout_seconds) <= 0:
             raise RuntimeError("CALLBACK_CONCURRENCY must be at least 1, CALLBACK_FLUSH_SECONDS and "
                                "CALLBACK_TIMEOUT_SECONDS above 0")
+        for name in ("RETENTION_DAYS", "MESSAGE_RETENTION_DAYS"):
+            if getattr(self, name.lower()) < 0:
+                raise RuntimeError(f"{name} must be a number of days (0 keeps everything)")
+        from limits import parse_many
+
+        for name in ("RATE_LIMIT_PER_KEY", "RATE_LIMIT_PER_IP", "RATE_LIMIT_LOGIN"):
+            value = getattr(self, name.lower())
+            try:
+                if value is not None and not parse_many(value):
+                    raise ValueError(value)
+            except ValueError:
+                raise RuntimeError(f"{name}={value!r} is not a rate limit: write e.g. '100/second', "
+                                   "'20000/minute;500000/day', or 'off'") from None

@@ -51,14 +51,21 @@ class BridgeCollector:
         yield up
 
     def _tasks(self):
-        counts = readings.task_counts()
+        counts = readings.task_totals()
         received = CounterMetricFamily("tianwang_tasks_received", "Tasks received from 天网")
-        received.add_metric([], sum(counts.values()))
+        received.add_metric([], counts.received)
         yield received
-        by_status = GaugeMetricFamily("tianwang_tasks", "Tasks by status", labels=["status"])
-        for status, count in counts.items():
-            by_status.add_metric([status], count)
+        by_status = GaugeMetricFamily("tianwang_tasks", "Tasks by status (finished ones until retention purges them)",
+                                      labels=["status"])
+        for status in states.STATUSES:
+            by_status.add_metric([status], counts.by_status[status])
         yield by_status
+        moves = CounterMetricFamily("tianwang_task_transitions",
+                                    "Moves of tasks into each status; purges never lower it (rates of endings)",
+                                    labels=["status"])
+        for status in states.STATUSES:
+            moves.add_metric([status], counts.entered[status])
+        yield moves
 
     def _timers(self):
         """Timers whose time has come but which beat has not fired yet: how many, and how late the
@@ -137,11 +144,11 @@ class BridgeCollector:
         for state, count in backlog.by_state.items():
             rows.add_metric([state], count)
         yield rows
+        raw = stats.read("callbacks")
         total = CounterMetricFamily("tianwang_callback_attempts", "Callback delivery attempts")
         total.add_metric([], backlog.attempts)
         yield total
         failures = CounterMetricFamily("tianwang_callback_failures", "Failed callback attempts", labels=["kind"])
-        raw = stats.read("callbacks")
         for kind in ("retryable", "rejected"):
             failures.add_metric([kind], raw.get(kind, 0.0))
         yield failures

@@ -1,5 +1,5 @@
-"""SQL tables: tasks, their history, the callback outbox, dispatches, inbound messages. SQL is the truth;
-Redis is rebuilt from it.
+"""SQL tables: tasks, their history, the callback outbox, dispatches, inbound messages, the task counts.
+SQL is the truth; Redis is rebuilt from it.
 
 Times are stored as naive UTC datetimes (SQLite has no time zones); `app.infra.timeutil` converts at the edges.
 """
@@ -7,7 +7,19 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from app.infra.timeutil import utcnow
@@ -67,6 +79,7 @@ class Task(Base):
         Index("ix_tasks_status_due", "status", "due_at"),
         Index("ix_tasks_status_expires", "status", "expires_at"),
         Index("ix_tasks_status_lease", "status", "lease_expires_at"),
+        Index("ix_tasks_status_updated", "status", "updated_at"),  # retention: the oldest finished first
     )
 
 
@@ -183,3 +196,30 @@ class InboundMessage(Base):
         Index("ix_inbound_received", "received_at"),
         Index("ix_inbound_unmatched", "matched_at", "enqueued_at"),
     )
+
+
+class TaskCountDelta(Base):
+    """What one transaction did to the task counts (app.state.counts), written in that transaction:
+    `tasks` tasks left `from_status` for `to_status` (None: created / purged; `trigger_type` is set then)
+    and the callback outbox gained `callbacks` rows (negative: purged). Inserts only, so concurrent
+    moves never wait for each other on a counter row; beat folds these into `task_counts`."""
+
+    __tablename__ = "task_count_deltas"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str | None] = mapped_column(String(16))
+    trigger_type: Mapped[str | None] = mapped_column(String(32))
+    tasks: Mapped[int] = mapped_column(Integer)
+    callbacks: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class TaskCount(Base):
+    """The folded totals: `status:<s>`, `trigger:<t>` (tasks now), `entered:<s>` (moves into a status,
+    ever), `received` (tasks ever), `callbacks` (outbox rows now). The counts are these plus the deltas."""
+
+    __tablename__ = "task_counts"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger)

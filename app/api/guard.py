@@ -12,7 +12,7 @@ PUBLIC = frozenset({"/api/health", "/api/ready", "/api/openapi.json", "/metrics"
 MAX_DEPTH = 32  # nesting of objects and arrays in a body: far past any task's, far below the parser's limit
 
 
-def _presented_key() -> str | None:
+def presented_key() -> str | None:
     key = request.headers.get("X-API-Key")
     if key:
         return key
@@ -37,7 +37,7 @@ def init_guard(app: Flask, settings) -> None:
         if not path.startswith("/api"):
             return None
         if settings.auth_enabled and path not in PUBLIC and not path.startswith("/api/docs"):
-            if not key_is_valid(_presented_key(), settings.api_keys):
+            if not key_is_valid(presented_key(), settings.api_keys):
                 return envelope(401, "missing or wrong API key")
         if request.routing_exception is not None:
             return None  # 404 / 405 first: a body is only judged on a route that takes one

@@ -20,8 +20,6 @@ from app.api.answers import (
     answer,
 )
 from app.api.errors import envelope, flatten
-from app.domain import states
-from app.domain.triggers import TRIGGER_TYPES
 from app.infra.db import session_scope
 from app.models import Task, TaskEvent
 from app.schemas import (
@@ -35,6 +33,7 @@ from app.schemas import (
     loosen_task_body,
 )
 from app.services import explain, intake, operator
+from app.state import counts as task_counts
 from app.state.tasks import TaskNotFound
 from app.views import event_view, task_view
 
@@ -137,16 +136,11 @@ class TaskList(MethodView):
 class TaskStats(MethodView):
     @blp.response(200, TaskStatsEnvelope)
     def get(self):
-        """Counts by status and by trigger type."""
+        """Counts by status and by trigger type (kept beside the tasks: no table scan)."""
         with session_scope() as session:
-            by_status = dict(session.execute(select(Task.status, func.count()).group_by(Task.status)).all())
-            by_trigger = dict(session.execute(
-                select(Task.trigger_type, func.count()).group_by(Task.trigger_type)).all())
+            counts = task_counts.read(session)
         return answer(200, "OK", {
-            "total": sum(by_status.values()),
-            "by_status": {s: by_status.get(s, 0) for s in states.STATUSES},
-            "by_trigger_type": {t: by_trigger.get(t, 0) for t in TRIGGER_TYPES},
-        })
+            "total": counts.total, "by_status": counts.by_status, "by_trigger_type": counts.by_trigger_type})
 
 
 @blp.route("/<string(maxlength=128):task_id>/events")

@@ -18,6 +18,7 @@ All of them start with REDIS_PREFIX (default `tw:`), so several deployments can 
   stats:<name>          hash  counters shared by every process (app.stats)
   callbacks:flush-queued str  a callback flush is queued (commits in a burst share it)
   console:fails:<kind>:<v> str  failed console sign-ins of a user name or a client address (15 min)
+  rl:LIMITER/...        str   rate-limit counters (Flask-Limiter's sliding windows; app.api.ratelimits)
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ class Keys:
         self.index_built = f"{prefix}ix:built"
         self.send_stream = f"{prefix}qj:out"
         self.callback_flush_queued = f"{prefix}callbacks:flush-queued"
+        self.rate_limits = f"{prefix}rl"  # the `limits` library adds ":LIMITER/<who>/<scope>/..."
 
     def index(self, kind: str, value: str) -> str:
         return f"{self.prefix}ix:{kind}:{value}"

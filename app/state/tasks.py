@@ -1,8 +1,8 @@
 """The one place that writes a task's status (DESIGN.md rule 1).
 
 Every move is a compare-and-set `UPDATE tasks SET status=:to WHERE task_id=:id AND status=:from`,
-plus its history row, plus (for running and terminal statuses) its callback outbox row, all in the
-caller's transaction. Whoever's update hits the row has won; everybody else gets `won=False` and drops
+plus its history row, plus (for running and terminal statuses) its callback outbox row, plus its line
+for the task counts (app.state.counts), all in the caller's transaction. Whoever's update hits the row has won; everybody else gets `won=False` and drops
 the work. That is what makes a task fire once however many workers, listeners or beats race for it.
 
 Whether callbacks are sent and in which zone their times are written is policy, set once when the
@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -22,6 +23,7 @@ from sqlalchemy.orm import Session
 from app.domain import states
 from app.infra.timeutil import iso, utcnow
 from app.models import CallbackOutbox, Task, TaskEvent
+from app.state import counts
 from app.state.cas import swap_status
 
 log = logging.getLogger(__name__)
@@ -103,6 +105,7 @@ def move(
     event_id = None
     if target in states.CALLBACK_ON:
         event_id = _add_callback(session, task_id, target, error, result, now)
+    counts.record(session, swap.previous, target, 1, callbacks=int(event_id is not None))
     log.info("task %s: %s -> %s", task_id, swap.previous, target, extra={"task_id": task_id, "event": "status"})
     return Moved(True, swap.previous, event_id)
 
@@ -170,6 +173,7 @@ def move_many(
                               detail={**details, **(detail_of or {}).get(task_id, {})} or None))
         if target in states.CALLBACK_ON:
             _add_callback(session, task_id, target, error, (per_task or {}).get(task_id, {}).get("result"), now)
+    counts.record(session, source, target, len(won), callbacks=len(won) if target in states.CALLBACK_ON else 0)
     if won:
         log.info("%d tasks: %s -> %s", len(won), source, target, extra={"event": "status_batch"})
     return won
@@ -208,6 +212,16 @@ def update_running(session: Session, task_id: str, *, where: tuple = (), **value
         .execution_options(synchronize_session=False)
     ).rowcount
     return hit == 1
+
+
+@event.listens_for(Session, "before_flush")
+def _count_new_tasks(session: Session, _context, _instances) -> None:
+    """Every task row added through the ORM (intake's store_new, the legacy import) is counted in the
+    transaction that inserts it, whichever path added it."""
+    born = Counter((task.status or states.PENDING, task.trigger_type)  # PENDING: the column's default
+                   for task in session.new if isinstance(task, Task))
+    for (status, trigger_type), n in born.items():
+        counts.record(session, None, status, n, trigger_type=trigger_type)
 
 
 # A commit that wrote callback rows wakes their delivery right away (beat re-drives it otherwise).

@@ -73,16 +73,21 @@ def counts() -> dict[str, int]:
                 for model in (Task, TaskEvent, CallbackOutbox)}
 
 
+def _bookkeeping(key: bytes) -> bool:
+    """Keys no request's outcome writes: the mark that the (empty) index is complete, which the app sets
+    when it starts (app.runtime), and the rate-limit counters, which count every request, refused or not."""
+    return key == b"tw:ix:built" or key.startswith(b"tw:rl:")
+
+
 def tw_keys(rdb) -> list[str]:
-    """Every key the service wrote in Redis, but the mark that the (empty) index is complete, which the
-    app sets when it starts (app.runtime), not a request."""
-    return sorted(k.decode() for k in rdb.scan_iter(match="tw:*") if k != b"tw:ix:built")
+    """Every key the service wrote in Redis, but its bookkeeping."""
+    return sorted(k.decode() for k in rdb.scan_iter(match="tw:*") if not _bookkeeping(k))
 
 
 def assert_nothing_written(rdb) -> None:
     assert counts() == {"tasks": 0, "task_events": 0, "callback_outbox": 0}
     assert tw_keys(rdb) == []
-    assert [k.decode() for k in rdb.scan_iter() if k != b"tw:ix:built"] == []  # not even a Celery message
+    assert [k.decode() for k in rdb.scan_iter() if not _bookkeeping(k)] == []  # not even a Celery message
 
 
 def parse_iso(value: str) -> datetime:

@@ -1,4 +1,4 @@
-"""maintenance.tick and maintenance.upkeep: beat's sweeps, one acting beat at a time."""
+"""maintenance.tick, maintenance.upkeep and maintenance.retention: beat's sweeps, one acting beat at a time."""
 import logging
 
 from celery import shared_task
@@ -6,7 +6,8 @@ from celery import shared_task
 from app import runtime
 from app.infra import heartbeat
 from app.infra.locks import RedisLock, first_in_period
-from app.services import inbound, maintenance, registration
+from app.services import maintenance, registration, retention
+from app.state import counts
 
 log = logging.getLogger(__name__)
 FULL_RECONCILE_EVERY = 300.0  # seconds; drift triggers one sooner
@@ -43,7 +44,7 @@ def tick() -> dict | None:
 
 @shared_task(name="maintenance.upkeep", ignore_result=True, send_events=False)
 def upkeep() -> dict | None:
-    """The Redis index reconciled with SQL; lost matches handed over again; old inbound messages purged."""
+    """The Redis index reconciled with SQL; lost matches handed over again; the task counts folded."""
     if not _exclusive("upkeep", 4000):
         return None
     rt = runtime.current()
@@ -55,5 +56,14 @@ def upkeep() -> dict | None:
     # Messages matched against an incomplete index (Redis restarted empty) go again as soon as it is whole.
     done["matches_redriven"] = maintenance.redrive_lost_matches(
         0.0 if not built else maintenance.MATCH_REDRIVE_SECONDS)
-    done["messages_purged"] = inbound.purge(rt.settings.message_retention_days)
+    done["counts_folded"] = counts.fold()  # keeps what /metrics and /api/task/stats add up small
     return done
+
+
+@shared_task(name="maintenance.retention", ignore_result=True, send_events=False)
+def purge_old() -> dict | None:
+    """Finished tasks past RETENTION_DAYS and inbound messages past MESSAGE_RETENTION_DAYS, in small batches."""
+    if not _exclusive("retention", 9000):
+        return None
+    settings = runtime.current().settings
+    return retention.sweep(settings.retention_days, settings.message_retention_days)
