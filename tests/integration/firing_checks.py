@@ -86,3 +86,29 @@ def api_event(system, event: str, customer: str) -> None:
     system.use()
     answer = system.client.post("/api/event", json={"event": event, "customer_id": customer})
     assert answer.status_code == 202, answer.get_json()
+
+
+def restart_dead(system, kind: str) -> int:
+    """Play the supervisor (systemd Restart=always): start again every `kind` process (worker, beat,
+    listener) that died. Returns how many were restarted."""
+    dead = [p for p in system.system.procs if p.name.startswith(kind) and not p.alive()]
+    for proc in dead:
+        proc.stop()  # already dead: closes its log
+        system.system.procs.remove(proc)
+        getattr(system.system, kind)(f"{kind}-{uid('r')}")
+    return len(dead)
+
+
+def inbound_row(system, msg_id: str):
+    """The inbound_messages row of a msg_id (None until the listener recorded it)."""
+    from sqlalchemy import select
+
+    from app.infra.db import session_scope
+    from app.models import InboundMessage
+
+    system.use()
+    with session_scope() as session:
+        row = session.scalars(select(InboundMessage).where(InboundMessage.msg_id == msg_id)).all()
+        session.expunge_all()
+    assert len(row) <= 1, row
+    return row[0] if row else None

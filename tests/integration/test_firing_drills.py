@@ -5,20 +5,29 @@ Each builds a system of its own (processes are killed). Bounds are derived from 
 harness gives the processes (devkit.processes.base_env: QINGJIAN_SEND_TIMEOUT=3, ACTION_LEASE_SECONDS=6,
 so the action lease is max(6, 3 + 5 + 1) = 9 s) and beat's schedule (tick every 0.5 s, upkeep every 5 s).
 """
-import pytest
+import time
 
+import pytest
+import redis
+
+from app import runtime
+from app.services.maintenance import MATCH_REDRIVE_SECONDS
 from beat_schedule import BEAT_SCHEDULE
+from devkit import stores
 from devkit.stores import wait_until
-from tests.conftest import uid
+from tests.conftest import start_live, uid
 from tests.integration.firing_checks import (
     api_event,
     delivered,
     frames_of,
     history,
+    inbound_row,
     lease_seconds,
     post_event_task,
+    post_reply_task,
     reported,
     reported_once,
+    restart_dead,
 )
 from tests.integration.test_fault_drills import active_listener
 
@@ -106,3 +115,107 @@ def test_listener_back_before_the_attempts_run_out_each_step_goes_once(isolated)
     assert delivered(q, customer) == [("send_text", f"{task_id}:0:{attempt}"), ("send_file", f"{task_id}:1:{attempt}")]
     assert [f["req_id"] for f in q.failed] == [] and q.duplicates_ignored == 0
     assert tw.wait_for(lambda t: reported_once(t, task_id, "running", "completed"), 15), reported(tw, task_id)
+
+
+def logged(system, kind: str, event: str) -> bool:
+    """Whether a `kind` process (worker, listener) logged a line with this `event`."""
+    return any(f'"event": "{event}"' in p.output() for p in system.system.procs if p.name.startswith(kind))
+
+
+def test_redis_restarted_empty_a_message_at_once_fires_its_task_once_after_the_rebuild(tmp_path):
+    """Issue 10.9: Redis restarts empty; the customer speaks as soon as the listener is back, before the
+    index is rebuilt. The message waits in SQL and fires its task once the reconciliation completes the
+    index. Beat is stopped across the restart so that the message surely comes first."""
+    redis_proc, redis_url = stores.start_embedded_redis()
+    port = int(redis_url.rsplit(":", 1)[1])
+    db = f"sqlite:///{tmp_path / 'drill.db'}"
+    stores.reset_database(db)
+    system = start_live(db, f"{redis_url}/0", tmp_path)
+    q, tw = system.qingjian, system.tianwang
+    try:
+        customer = uid("c")
+        task_id = post_reply_task(system, customer)
+        next(p for p in system.system.procs if p.name.startswith("beat")).stop()
+        connects = len(q.connect_times)
+        redis_proc.kill()
+        redis_proc.wait(10)
+        redis_proc, _ = stores.start_embedded_redis(port)  # same address, nothing in it
+        restarted = time.monotonic()
+        fresh = redis.Redis.from_url(f"{redis_url}/0")
+        # The listener leaves 轻简 while Redis is away and comes back within a second or two of it.
+        wait_until(lambda: len(q.connect_times) > connects and q.client_count == 1, 30, 0.05,
+                   "the listener back on 轻简")
+        msg_id = q.say(customer, "好的")
+        print(f"the customer spoke {time.monotonic() - restarted:.1f}s after Redis restarted")
+        wait_until(lambda: inbound_row(system, msg_id), 10, 0.1, "the message recorded in SQL")
+        assert not fresh.exists("tw:ix:built")
+
+        def matched_against_an_incomplete_index():
+            restart_dead(system, "worker")  # kombu can end a worker when its broker restarts
+            return logged(system, "worker", "index_incomplete")
+
+        wait_until(matched_against_an_incomplete_index, 60, 0.2, "matching to find the index incomplete")
+        assert system.status(task_id)["status"] == "waiting"
+        assert inbound_row(system, msg_id).matched_at is None
+
+        system.system.beat("beat-back")
+        # Bound: beat's first upkeep (every 5 s) sees the index incomplete, rebuilds it and hands the
+        # unmatched message over again at once.
+        done = system.wait_status(task_id, "completed", "failed", timeout=2 * UPKEEP + SLACK)
+        assert done["status"] == "completed", done
+        assert done["triggered_by"]["msg_id"] == msg_id
+        assert fresh.exists("tw:ix:built")
+        assert delivered(q, customer) == [("send_text", f"{task_id}:0:0"), ("send_file", f"{task_id}:1:0")]
+        assert q.duplicates_ignored == 0
+        assert inbound_row(system, msg_id).fired == [task_id]
+        assert tw.wait_for(lambda t: reported_once(t, task_id, "running", "completed"), 15), reported(tw, task_id)
+    finally:
+        system.stop()
+        redis_proc.kill()
+
+
+def test_listener_outlives_its_separate_broker_and_the_message_fires_once_it_is_back(isolated):
+    """Issue 10.10: CELERY_BROKER_URL is a Redis of its own, and it goes down. The listener keeps running
+    (same process, heartbeat beating, still on 轻简) and records the customer's message in SQL; once the
+    broker is back, beat hands the unmatched message over again and the task fires once."""
+    broker_proc, broker_url = stores.start_embedded_redis()
+    broker_port = int(broker_url.rsplit(":", 1)[1])
+    try:
+        system = isolated(CELERY_BROKER_URL=f"{broker_url}/0")
+        q, tw = system.qingjian, system.tianwang
+        listener = active_listener(system)
+        connects = len(q.connect_times)
+        customer = uid("c")
+        task_id = post_reply_task(system, customer)
+        broker_proc.kill()
+        broker_proc.wait(10)
+
+        msg_id = q.say(customer, "好的")
+        wait_until(lambda: inbound_row(system, msg_id), 15, 0.1, "the message recorded in SQL")
+        wait_until(lambda: logged(system, "listener", "enqueue_failed"), 15, 0.1, "the failed hand-over logged")
+        rt = system.use() and runtime.current()
+        first = float(rt.redis.get(rt.keys.heartbeat("listener")))
+        # The listener beats every 2 s while it serves: two more beats show it still serving.
+        wait_until(lambda: float(rt.redis.get(rt.keys.heartbeat("listener")) or 0) > first + 2, 15, 0.2,
+                   "the listener's heartbeat to go on")
+        assert listener.alive() and q.client_count == 1 and len(q.connect_times) == connects
+        assert system.status(task_id)["status"] == "waiting"
+
+        broker_proc, _ = stores.start_embedded_redis(broker_port)  # back, empty
+
+        def fired():
+            for kind in ("worker", "beat"):
+                restart_dead(system, kind)
+            return system.status(task_id)["status"] != "waiting"
+
+        # Bound: a message not matched MATCH_REDRIVE_SECONDS after it was handed over is handed over again
+        # by the next upkeep (every 5 s).
+        wait_until(fired, MATCH_REDRIVE_SECONDS + 2 * UPKEEP + SLACK, 0.2, "the task to fire")
+        done = system.wait_status(task_id, "completed", "failed", timeout=20)
+        assert done["status"] == "completed", done
+        assert done["triggered_by"]["msg_id"] == msg_id
+        assert listener.alive()
+        assert delivered(q, customer) == [("send_text", f"{task_id}:0:0"), ("send_file", f"{task_id}:1:0")]
+        assert tw.wait_for(lambda t: reported_once(t, task_id, "running", "completed"), 30), reported(tw, task_id)
+    finally:
+        broker_proc.kill()
