@@ -10,6 +10,7 @@ import json
 import time
 import uuid
 from collections import Counter
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import select
@@ -20,11 +21,23 @@ from app.lanes import Lanes
 from app.models import InboundMessage
 from app.services import inbound
 from app.services.inbound import source_of
+from app.services.maintenance import MATCH_REDRIVE_SECONDS
+from beat_schedule import BEAT_SCHEDULE
 from devkit import processes
+from devkit.stores import wait_until
 from tests.conftest import uid
+from tests.integration.firing_checks import (
+    api_event,
+    delivered,
+    post_event_task,
+    post_reply_task,
+    reported,
+    reported_once,
+)
 
 pytestmark = pytest.mark.integration
 
+UPKEEP = BEAT_SCHEDULE["maintenance.upkeep"]["schedule"].total_seconds()
 URL_A, URL_B = "ws://qingjian-a.example:9528", "ws://qingjian-b.example:9528"
 
 
@@ -156,3 +169,76 @@ def test_a_message_whose_listener_died_before_recording_it_is_taken_when_qingjia
     standby.flush()
     assert len(rows(msg_id)) == 1, counts
     assert [[a["event"]["msg_id"] for a in b] for b in handed_to_matching()] == [[msg_id]]
+
+
+# -- end to end: what the live system records -------------------------------------------------------
+
+def stored(live, **where) -> list[InboundMessage]:
+    live.use()
+    with session_scope() as session:
+        found = session.scalars(select(InboundMessage).filter_by(**where).order_by(InboundMessage.id)).all()
+        session.expunge_all()
+    return found
+
+
+def test_each_message_is_recorded_once_with_the_tasks_it_fired(live):
+    customer = uid("c")
+    task_id = post_reply_task(live, customer, action={"type": "send_message", "message": "在的"})
+    quiet = live.qingjian.say(customer, "你好")  # fires nothing
+    msg_id = live.qingjian.say(customer, "好的")
+    live.qingjian.say(customer, "好的", msg_id=msg_id)  # 轻简 delivers it again
+    live.wait_status(task_id, "completed")
+    wait_until(lambda: len(stored(live, from_id=customer)) == 2 and all(r.matched_at for r in stored(
+        live, from_id=customer)), 10, 0.1, "both messages recorded and matched")
+    rows = {r.msg_id: r for r in stored(live, from_id=customer)}
+    assert set(rows) == {quiet, msg_id}
+    assert rows[msg_id].fired == [task_id] and rows[quiet].fired is None
+    assert rows[msg_id].content == "好的" and rows[msg_id].kind == "message"
+
+
+def test_a_custom_event_is_recorded_with_what_it_fired(live):
+    customer, event = uid("c"), uid("evt")
+    task_id = post_event_task(live, customer, event, {"type": "send_message", "message": "在的"})
+    api_event(live, event, customer)
+    live.wait_status(task_id, "completed")
+    wait_until(lambda: [r.fired for r in stored(live, event=event)] == [[task_id]], 10, 0.1,
+               "the event recorded as matched")
+    [row] = stored(live, event=event)
+    assert (row.source, row.kind, row.from_id) == (inbound.API_SOURCE, "custom", customer)
+
+
+def test_upkeep_purges_messages_older_than_the_retention(live):
+    live.use()
+    days = runtime.current().settings.message_retention_days
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    old, kept = f"m-{uuid.uuid4()}", f"m-{uuid.uuid4()}"
+    with session_scope() as session:
+        for msg_id, age in ((old, days + 1), (kept, days - 1)):
+            session.add(InboundMessage(source="purge-test", msg_id=msg_id, kind="message", from_id=uid("c"),
+                                       content="好的", received_at=now - timedelta(days=age)))
+    # Bound: beat's upkeep runs every 5 s and purges a batch each time.
+    wait_until(lambda: not stored(live, msg_id=old), 2 * UPKEEP + 10, 0.2, "the old message purged")
+    assert [r.msg_id for r in stored(live, msg_id=kept)] == [kept]
+
+
+@pytest.mark.slow
+def test_a_lost_match_is_handed_over_again_from_sql_and_fires_once(isolated):
+    system = isolated()
+    q, tw = system.qingjian, system.tianwang
+    customer = uid("c")
+    task_id = post_reply_task(system, customer)
+    for worker in [p for p in system.system.procs if p.name.startswith("worker")]:
+        worker.stop()  # gracefully: nothing of theirs stays unacknowledged
+    rt = system.use() and runtime.current()
+    msg_id = q.say(customer, "好的")
+    wait_until(lambda: rt.redis.llen("match") == 1 and stored(system, msg_id=msg_id), 10, 0.1,
+               "the message recorded and its match queued")
+    rt.redis.delete("match")  # the broker lost it
+    system.system.worker("worker-new")
+    # Bound: a message not matched MATCH_REDRIVE_SECONDS after it was handed over goes again with the
+    # next upkeep (every 5 s).
+    done = system.wait_status(task_id, "completed", "failed", timeout=MATCH_REDRIVE_SECONDS + 2 * UPKEEP + 15)
+    assert done["status"] == "completed" and done["triggered_by"]["msg_id"] == msg_id, done
+    assert delivered(q, customer) == [("send_text", f"{task_id}:0:0"), ("send_file", f"{task_id}:1:0")]
+    assert [r.fired for r in stored(system, msg_id=msg_id)] == [[task_id]]
+    assert tw.wait_for(lambda t: reported_once(t, task_id, "running", "completed"), 15), reported(tw, task_id)
