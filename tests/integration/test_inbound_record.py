@@ -19,7 +19,7 @@ from app import runtime
 from app.infra.db import session_scope
 from app.lanes import Lanes
 from app.models import InboundMessage
-from app.services import inbound
+from app.services import firing, inbound
 from app.services.inbound import source_of
 from app.services.maintenance import MATCH_REDRIVE_SECONDS
 from beat_schedule import BEAT_SCHEDULE
@@ -242,3 +242,18 @@ def test_a_lost_match_is_handed_over_again_from_sql_and_fires_once(isolated):
     assert delivered(q, customer) == [("send_text", f"{task_id}:0:0"), ("send_file", f"{task_id}:1:0")]
     assert [r.fired for r in stored(system, msg_id=msg_id)] == [[task_id]]
     assert tw.wait_for(lambda t: reported_once(t, task_id, "running", "completed"), 15), reported(tw, task_id)
+
+
+@pytest.mark.xfail(strict=True, reason="bug: a message matched a second time (the upkeep re-drives it while its "
+                                      "first match is still queued; a redelivered match) overwrites what it fired "
+                                      "with nothing (app/services/inbound.py mark_matched)")
+def test_a_message_matched_again_keeps_the_record_of_what_it_fired(live):
+    customer = uid("c")
+    task_id = post_reply_task(live, customer, action={"type": "send_message", "message": "在的"})
+    msg_id = live.qingjian.say(customer, "好的")
+    live.wait_status(task_id, "completed")
+    wait_until(lambda: [r.fired for r in stored(live, msg_id=msg_id)] == [[task_id]], 10, 0.1, "the record")
+    [row] = stored(live, msg_id=msg_id)
+    live.use()
+    assert firing.process_batch([{"event": inbound.event_of(row).as_dict(), "inbound_id": row.id}]) == []
+    assert [r.fired for r in stored(live, msg_id=msg_id)] == [[task_id]]
