@@ -11,6 +11,8 @@ import pytest
 import redis
 
 from app import runtime
+from app.domain.triggers import InboundEvent
+from app.services import actions, firing
 from app.services.maintenance import MATCH_REDRIVE_SECONDS
 from beat_schedule import BEAT_SCHEDULE
 from devkit import stores
@@ -219,3 +221,30 @@ def test_listener_outlives_its_separate_broker_and_the_message_fires_once_it_is_
         assert tw.wait_for(lambda t: reported_once(t, task_id, "running", "completed"), 30), reported(tw, task_id)
     finally:
         broker_proc.kill()
+
+
+class WorkerKilled(BaseException):
+    """kill -9 as seen from inside the worker: nothing after this point runs."""
+
+
+def test_a_task_whose_starter_died_at_the_head_of_its_lane_is_re_driven_within_its_lease(live, monkeypatch):
+    """Matching claimed the task and its lane made it the head; the worker died before queuing its first
+    send. Beat re-drives it when the claim's lease lapses: it must then go, within lease + one tick (before
+    the fix its lane kept it waiting until the head was dropped, ACTION_HOLD_SECONDS = 60 s)."""
+    customer = uid("c")
+    task_id = post_reply_task(live, customer)
+    live.use()
+    event = InboundEvent.from_wire("message", {"msg_id": f"m-{uid()}", "acc_id": "shop_001", "from_id": customer,
+                                               "msg_type": "text", "content": "好的"}, received_at=time.time())
+
+    def killed(*_args, **_kwargs):
+        raise WorkerKilled()
+
+    with monkeypatch.context() as patch:
+        patch.setattr(actions, "start", killed)
+        with pytest.raises(WorkerKilled):
+            firing.process_batch([{"event": event.as_dict(), "lane": ["shop_001", customer], "mark": "gone"}])
+    assert live.status(task_id)["status"] == "running"
+    done = live.wait_status(task_id, "completed", "failed", timeout=lease_seconds(live) + TICK + SLACK)
+    assert done["status"] == "completed", done
+    assert delivered(live.qingjian, customer) == [("send_text", f"{task_id}:0:0"), ("send_file", f"{task_id}:1:0")]
