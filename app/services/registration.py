@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 import redis
 from sqlalchemy import func, select
@@ -17,6 +18,7 @@ from app.services import firing
 from app.state import tasks as task_states
 
 log = logging.getLogger(__name__)
+INTAKE_GRACE_SECONDS = 60.0  # far longer than a receive request takes from indexing a task to committing it
 
 
 def spec_of(task: Task) -> dict:
@@ -101,14 +103,15 @@ def reconcile(batch: int = 1000, full: bool = False) -> dict:
                 registry.unregister(task.task_id, stale)
                 registry.register(spec)
                 refreshed += 1
-    # Redis -> SQL: drop what no longer waits.
+    # Redis -> SQL: drop what no longer waits. Intake indexes a task before it commits it, so an entry
+    # whose task is not in SQL yet may be a receive in flight: it goes only once it is older than that.
     for ids in registry.registered_ids(batch):
         with session_scope() as session:
-            waiting = set(session.scalars(
-                select(Task.task_id).where(Task.task_id.in_(ids),
-                                           Task.status.in_((states.PENDING, states.WAITING)))))
+            found = dict(session.execute(select(Task.task_id, Task.status).where(Task.task_id.in_(ids))).all())
+        unknown = [task_id for task_id in ids if task_id not in found]
+        in_flight = {spec["id"] for spec in registry.specs(unknown) if spec["ts"] > time.time() - INTAKE_GRACE_SECONDS}
         for task_id in ids:
-            if task_id not in waiting:
+            if found.get(task_id) not in (states.PENDING, states.WAITING) and task_id not in in_flight:
                 registry.unregister(task_id)
                 dropped += 1
     registry.mark_built()
