@@ -112,3 +112,32 @@ def inbound_row(system, msg_id: str):
         session.expunge_all()
     assert len(row) <= 1, row
     return row[0] if row else None
+
+
+class OwnRedis:
+    """A redis-server of the drill's own, which it may stop, and start again empty at the same address."""
+
+    def __init__(self):
+        from devkit import stores
+
+        self.stores = stores
+        self.proc, self.url = stores.start_embedded_redis()
+        self.port = int(self.url.rsplit(":", 1)[1])
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def start_empty(self) -> None:
+        self.proc, _ = self.stores.start_embedded_redis(self.port)
+
+
+def system_on(tmp_path, redis_url: str, db: str | None = None, **kwargs):
+    """A live system on these stores (a fresh SQLite file unless `db` names one)."""
+    from devkit import stores
+    from tests.conftest import start_live
+
+    if db is None:
+        db = f"sqlite:///{tmp_path / 'drill.db'}"
+        stores.reset_database(db)
+    return start_live(db, redis_url, tmp_path, **kwargs)

@@ -15,10 +15,10 @@ from app.domain.triggers import InboundEvent
 from app.services import actions, firing
 from app.services.maintenance import MATCH_REDRIVE_SECONDS
 from beat_schedule import BEAT_SCHEDULE
-from devkit import stores
 from devkit.stores import wait_until
-from tests.conftest import start_live, uid
+from tests.conftest import uid
 from tests.integration.firing_checks import (
+    OwnRedis,
     api_event,
     delivered,
     frames_of,
@@ -30,6 +30,7 @@ from tests.integration.firing_checks import (
     reported,
     reported_once,
     restart_dead,
+    system_on,
 )
 from tests.integration.test_fault_drills import active_listener
 
@@ -128,22 +129,18 @@ def test_redis_restarted_empty_a_message_at_once_fires_its_task_once_after_the_r
     """Issue 10.9: Redis restarts empty; the customer speaks as soon as the listener is back, before the
     index is rebuilt. The message waits in SQL and fires its task once the reconciliation completes the
     index. Beat is stopped across the restart so that the message surely comes first."""
-    redis_proc, redis_url = stores.start_embedded_redis()
-    port = int(redis_url.rsplit(":", 1)[1])
-    db = f"sqlite:///{tmp_path / 'drill.db'}"
-    stores.reset_database(db)
-    system = start_live(db, f"{redis_url}/0", tmp_path)
+    own = OwnRedis()
+    system = system_on(tmp_path, f"{own.url}/0")
     q, tw = system.qingjian, system.tianwang
     try:
         customer = uid("c")
         task_id = post_reply_task(system, customer)
         next(p for p in system.system.procs if p.name.startswith("beat")).stop()
         connects = len(q.connect_times)
-        redis_proc.kill()
-        redis_proc.wait(10)
-        redis_proc, _ = stores.start_embedded_redis(port)  # same address, nothing in it
+        own.kill()
+        own.start_empty()  # same address, nothing in it
         restarted = time.monotonic()
-        fresh = redis.Redis.from_url(f"{redis_url}/0")
+        fresh = redis.Redis.from_url(f"{own.url}/0")
         # The listener leaves 轻简 while Redis is away and comes back within a second or two of it.
         wait_until(lambda: len(q.connect_times) > connects and q.client_count == 1, 30, 0.05,
                    "the listener back on 轻简")
@@ -173,24 +170,22 @@ def test_redis_restarted_empty_a_message_at_once_fires_its_task_once_after_the_r
         assert tw.wait_for(lambda t: reported_once(t, task_id, "running", "completed"), 15), reported(tw, task_id)
     finally:
         system.stop()
-        redis_proc.kill()
+        own.kill()
 
 
 def test_listener_outlives_its_separate_broker_and_the_message_fires_once_it_is_back(isolated):
     """Issue 10.10: CELERY_BROKER_URL is a Redis of its own, and it goes down. The listener keeps running
     (same process, heartbeat beating, still on 轻简) and records the customer's message in SQL; once the
     broker is back, beat hands the unmatched message over again and the task fires once."""
-    broker_proc, broker_url = stores.start_embedded_redis()
-    broker_port = int(broker_url.rsplit(":", 1)[1])
+    broker = OwnRedis()
     try:
-        system = isolated(CELERY_BROKER_URL=f"{broker_url}/0")
+        system = isolated(CELERY_BROKER_URL=f"{broker.url}/0")
         q, tw = system.qingjian, system.tianwang
         listener = active_listener(system)
         connects = len(q.connect_times)
         customer = uid("c")
         task_id = post_reply_task(system, customer)
-        broker_proc.kill()
-        broker_proc.wait(10)
+        broker.kill()
 
         msg_id = q.say(customer, "好的")
         wait_until(lambda: inbound_row(system, msg_id), 15, 0.1, "the message recorded in SQL")
@@ -203,7 +198,7 @@ def test_listener_outlives_its_separate_broker_and_the_message_fires_once_it_is_
         assert listener.alive() and q.client_count == 1 and len(q.connect_times) == connects
         assert system.status(task_id)["status"] == "waiting"
 
-        broker_proc, _ = stores.start_embedded_redis(broker_port)  # back, empty
+        broker.start_empty()  # back
 
         def fired():
             for kind in ("worker", "beat"):
@@ -220,7 +215,7 @@ def test_listener_outlives_its_separate_broker_and_the_message_fires_once_it_is_
         assert delivered(q, customer) == [("send_text", f"{task_id}:0:0"), ("send_file", f"{task_id}:1:0")]
         assert tw.wait_for(lambda t: reported_once(t, task_id, "running", "completed"), 30), reported(tw, task_id)
     finally:
-        broker_proc.kill()
+        broker.kill()
 
 
 class WorkerKilled(BaseException):
