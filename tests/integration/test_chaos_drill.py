@@ -34,7 +34,7 @@ from app import runtime
 from app.infra.db import session_scope
 from app.infra.timeutil import epoch
 from app.models import InboundMessage, Task
-from app.services import callbacks
+from app.services import callbacks, inbound
 from app.services.maintenance import MATCH_REDRIVE_SECONDS
 from beat_schedule import BEAT_SCHEDULE
 from devkit import stores
@@ -266,7 +266,9 @@ def explain_unfinished(system, task_id: str, customer: str, customers: Customers
     with session_scope() as session:
         rows = [(r.msg_id, r.received_at, r.enqueued_at, r.matched_at, r.fired) for r in session.scalars(
             select(InboundMessage).where(InboundMessage.from_id == customer))]
-    print(f"unfinished {task_id} of {customer}: said {said}; recorded {rows}; "
+    source = inbound.source_of(rt.settings.qingjian_ws_url)
+    marked = {m: bool(rt.redis.exists(rt.keys.seen(source, m))) for _, m in said}
+    print(f"unfinished {task_id} of {customer}: said {said}; marked seen in Redis {marked}; recorded {rows}; "
           f"in the index {bool(rt.redis.hexists(rt.keys.spec, task_id))}; history {history(system, task_id)}")
     for proc in system.system.procs:
         lines = [line for line in proc.output().splitlines() if task_id in line or customer in line]
