@@ -35,8 +35,14 @@ task_ignore_result = True
 task_serializer = "json"
 accept_content = ["json"]
 # With several queues, take from the first non-empty one in QUEUE_ORDER (kombu's "priority" order)
-# rather than round-robin, so urgent actions overtake low ones.
-broker_transport_options = {"queue_order_strategy": "priority", "visibility_timeout": 3600}
+# rather than round-robin, so beat's sweeps and actions under way go first.
+# The visibility timeout: how long the Redis transport leaves a message a worker took (and did not
+# acknowledge) before giving it to another worker. It must outlast the longest countdown a worker holds
+# (an autoretry: 30 s at most) plus the longest task (a dispatch's steps: about a minute), or a message
+# would run twice while the first run is alive. It is not what recovers a killed worker's work: matching
+# is re-driven from SQL after 15 s, an action when its lease lapses, a dispatch when its lease does, a
+# callback when its claim does; the message itself only comes back, harmlessly, after this.
+broker_transport_options = {"queue_order_strategy": "priority", "visibility_timeout": 300}
 broker_connection_retry_on_startup = True
 worker_send_task_events = True  # Flower shows tasks (received, started, succeeded, retried, failed)
 # No "sent" events: publishing one per enqueue doubled the cost of every send_task on the hot path.

@@ -20,6 +20,7 @@ import time
 import redis
 
 from app.infra.keys import Keys
+from app.infra.redis_client import eval_many
 
 # How long an entry may hold a lane's head: an unmatched message (its match is re-driven from SQL within
 # MATCH_REDRIVE seconds), a started action (steps take at most QINGJIAN_SEND_TIMEOUT each).
@@ -113,11 +114,10 @@ class Lanes:
     def resolve(self, batch: list[tuple[tuple[str | None, str], str, list[str]]]) -> list[str]:
         """For each (lane, message key, task ids fired by it): the message's place goes to its tasks.
         Returns the tasks that are now at their lane's head and must be started, in one round trip."""
-        pipe = self.r.pipeline(transaction=False)
-        for (acc_id, customer_id), message_key, task_ids in batch:
-            self._resolve(keys=[self.keys.lane(acc_id, customer_id)],
-                          args=[*self._bounds(), message_key, *task_ids], client=pipe)
-        return _started(pipe.execute())
+        bounds = self._bounds()
+        return _started(eval_many(self.r, [(self._resolve, [self.keys.lane(acc_id, customer_id)],
+                                            [*bounds, message_key, *task_ids])
+                                           for (acc_id, customer_id), message_key, task_ids in batch]))
 
     def join(self, entries: list[tuple[tuple[str | None, str], str]]) -> list[str]:
         """(lane, task id): actions fired without a message of the customer's (a timer, a custom event, a
@@ -130,12 +130,9 @@ class Lanes:
         return self._each(self._done, entries)
 
     def _each(self, script, entries) -> list[str]:
-        if not entries:
-            return []
-        pipe = self.r.pipeline(transaction=False)
-        for (acc_id, customer_id), task_id in entries:
-            script(keys=[self.keys.lane(acc_id, customer_id)], args=[*self._bounds(), task_id], client=pipe)
-        return _started(pipe.execute())
+        bounds = self._bounds()
+        return _started(eval_many(self.r, [(script, [self.keys.lane(acc_id, customer_id)], [*bounds, task_id])
+                                           for (acc_id, customer_id), task_id in entries]))
 
     @staticmethod
     def _bounds() -> list:

@@ -29,12 +29,13 @@ def http_ok(url: str) -> str | None:
         return f"{url}: {exc}"
 
 
-def worker_answers() -> str | None:
+def worker_answers(name: str = "celery") -> str | None:
+    """The Celery worker node `<name>@<this host>` answers a ping (the Procfile names its sweeper's node)."""
     from celery import Celery
 
     app = Celery("healthcheck", broker=os.environ.get("CELERY_BROKER_URL") or os.environ.get("REDIS_URL"))
     app.config_from_object("celeryconfig")
-    node = f"celery@{socket.gethostname()}"
+    node = f"{name}@{socket.gethostname()}"
     replies = app.control.ping(destination=[node], timeout=5)
     return None if replies else f"{node} did not answer a ping within 5 s"
 
@@ -55,6 +56,7 @@ CHECKS = {
     "web": lambda: http_ok(f"http://127.0.0.1:{os.environ.get('PORT') or 8000}/api/health"),
     "flower": lambda: http_ok(f"http://127.0.0.1:{os.environ.get('FLOWER_PORT') or 5555}/healthcheck"),
     "worker": worker_answers,
+    "sweeper": lambda: worker_answers("sweeper"),
     "beat": lambda: heartbeat_fresh("beat"),
     "listener": lambda: heartbeat_fresh("listener"),
 }

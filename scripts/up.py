@@ -146,9 +146,8 @@ def demo_defaults(env: dict) -> list[tuple[str, str]]:
         env["TIANWANG_API_KEYS"] = DEV_API_KEY
         env["UP_DEV_KEY"] = "1"
     env.setdefault("QINGJIAN_DEFAULT_ACC_ID", "shop_001")
-    # One machine: web on loopback only, and fewer worker processes than a server's default.
+    # One machine: web on loopback only.
     env.setdefault("WEB_HOST", "127.0.0.1")
-    env.setdefault("WORKER_CONCURRENCY", "2")
     return fakes
 
 

@@ -14,7 +14,7 @@ from packaging.markers import Marker
 from celeryconfig import QUEUE_ORDER
 
 ROOT = Path(__file__).resolve().parents[1]
-PROCESSES = ("release", "web", "worker", "beat", "listener", "flower")
+PROCESSES = ("release", "web", "worker", "sweeper", "beat", "listener", "flower")
 
 
 def procfile(path: Path) -> dict[str, str]:

@@ -20,6 +20,7 @@ from app.domain.triggers import (
     NOT_APPLICABLE,
     TIME_REACH,
     InboundEvent,
+    TriggerSpec,
     check_lookback,
     same_json,
 )
@@ -66,7 +67,7 @@ def utc_iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
 
 
-def explain(spec: dict, state: TaskState, event: InboundEvent | None, *, now: float,
+def explain(spec: TriggerSpec, state: TaskState, event: InboundEvent | None, *, now: float,
             when: Callable[[float], str] = utc_iso, hypothetical: bool = False) -> Explanation:
     """Every condition of the task against `event` (None: the task alone, against the clock).
 
@@ -109,12 +110,12 @@ def summary(alone: Explanation, recent: list[Explanation]) -> str:
     return f"none of the {len(recent)} recent messages fires it; the newest {recent[0].conclusion}"
 
 
-def _checks_of(spec: dict) -> tuple:
+def _checks_of(spec: TriggerSpec) -> tuple:
     base = CHECKS.get(spec["t"], CHECKS[TIME_REACH])
     return base + (check_lookback,) if spec["t"] in MESSAGE_TRIGGERS else base
 
 
-def _condition(check, spec: dict, event: InboundEvent) -> Condition:
+def _condition(check, spec: TriggerSpec, event: InboundEvent) -> Condition:
     verdict = _VERDICT[check(spec, event)]
     expected, actual = check.compared(spec, event)
     return Condition(check.condition, verdict, expected, actual,

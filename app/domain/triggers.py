@@ -1,6 +1,6 @@
 """Trigger matching (CONTRACTS.md §1 "Trigger types"), pure.
 
-A task's trigger is compiled once into a small `spec` dict (stored in Redis beside the index) and an
+A task's trigger is compiled once into a small `spec` (TriggerSpec, stored in Redis beside the index) and an
 inbound event into an `InboundEvent`; `matches(spec, event)` decides with the trigger type's named
 checks (`CHECKS`), which app.domain.explain runs too, to say why. `index_keys(spec)` says under which
 Redis keys the task is found, so a message only ever looks at tasks that could match it.
@@ -10,7 +10,7 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, TypedDict
 
 SPECIFIED_CUSTOMER_REPLY = "specified_customer_reply"
 CUSTOMER_REPLY = "customer_reply"
@@ -102,10 +102,36 @@ def _str_or_none(value) -> str | None:
     return value if isinstance(value, str) and value else (str(value) if isinstance(value, int) else None)
 
 
+class TriggerSpec(TypedDict, total=False):
+    """A waiting task's trigger as the index keeps it (app.registry: the `spec` hash). The keys are one
+    letter long because the index holds one per waiting task, a million of them in one Redis:
+
+    id  task_id                                 t   trigger type (TRIGGER_TYPES)
+    p   priority rank (PRIORITY_RANK: 0 urgent)  ts  since when it listens (epoch s: received or re-armed)
+    a   the shop account it is bound to         c   the customer it is bound to (None: any customer)
+    lb  lookback_seconds                        n   the name the sender must have (specified reply)
+    k   normalised keywords                     x   exact match (else contains)
+    e   custom event name                       m   custom event data that must match
+    """
+
+    id: str
+    t: str
+    p: int
+    ts: float
+    a: str
+    c: str | None
+    lb: float
+    n: str
+    k: list[str]
+    x: bool
+    e: str
+    m: dict
+
+
 def compile_spec(
     *, task_id: str, trigger: dict, customer_id: str | None, priority: str, created_at: float,
     payment_keywords: Iterable[str], order_keywords: Iterable[str], acc_id: str | None = None,
-) -> dict:
+) -> TriggerSpec:
     """The matching-relevant part of a validated task, in a compact JSON-able form.
 
     `customer_id` is the customer every message trigger is bound to (CONTRACTS.md: `customer.id`, or
@@ -113,7 +139,7 @@ def compile_spec(
     account the task is bound to (its messages and events only), or None for any account.
     """
     kind = trigger["type"]
-    spec: dict = {"id": task_id, "t": kind, "p": PRIORITY_RANK.get(priority, 2), "ts": created_at}
+    spec: TriggerSpec = {"id": task_id, "t": kind, "p": PRIORITY_RANK.get(priority, 2), "ts": created_at}
     if acc_id:
         spec["a"] = acc_id
     if kind in MESSAGE_TRIGGERS:
@@ -164,29 +190,29 @@ def _condition(name: str, compared: Callable[[dict, InboundEvent], tuple]) -> Ca
 
 
 @_condition("message_type", lambda spec, event: (ACCEPTS.get(spec["t"], ()), event.message_type))
-def check_message_type(spec: dict, event: InboundEvent) -> bool:
+def check_message_type(spec: TriggerSpec, event: InboundEvent) -> bool:
     return event.message_type in ACCEPTS.get(spec["t"], ())
 
 
 @_condition("shop", lambda spec, event: (spec.get("a"), event.acc_id))
-def check_shop(spec: dict, event: InboundEvent) -> bool | str:
+def check_shop(spec: TriggerSpec, event: InboundEvent) -> bool | str:
     return event.acc_id == spec["a"] if "a" in spec else NOT_APPLICABLE
 
 
 @_condition("customer_id", lambda spec, event: (spec["c"], event.from_id))
-def check_customer_id(spec: dict, event: InboundEvent) -> bool | str:
+def check_customer_id(spec: TriggerSpec, event: InboundEvent) -> bool | str:
     want = spec["c"]  # compile_spec sets it (None: any customer) for every message trigger
     return event.from_id == want if want else NOT_APPLICABLE
 
 
 @_condition("customer_name", lambda spec, event: (spec.get("n"), event.from_name))
-def check_customer_name(spec: dict, event: InboundEvent) -> bool | str:
+def check_customer_name(spec: TriggerSpec, event: InboundEvent) -> bool | str:
     return event.from_name == spec["n"] if "n" in spec else NOT_APPLICABLE
 
 
 @_condition("keyword", lambda spec, event: (
     {"keywords": spec["k"], "match": "exact" if spec.get("x") else "contains"}, event.text))
-def check_keyword(spec: dict, event: InboundEvent) -> bool | str:
+def check_keyword(spec: TriggerSpec, event: InboundEvent) -> bool | str:
     """Normalised keywords against the normalised text: equal to one (exact_match) or contained."""
     text = event.text
     if text is None:  # a payment/order event fires its trigger by itself; nothing else without text does
@@ -200,12 +226,12 @@ def check_keyword(spec: dict, event: InboundEvent) -> bool | str:
 
 
 @_condition("event_name", lambda spec, event: (spec["e"], event.event))
-def check_event_name(spec: dict, event: InboundEvent) -> bool:
+def check_event_name(spec: TriggerSpec, event: InboundEvent) -> bool:
     return event.event == spec["e"]
 
 
 @_condition("event_data", lambda spec, event: (spec.get("m") or {}, event.data))
-def check_event_data(spec: dict, event: InboundEvent) -> bool | str:
+def check_event_data(spec: TriggerSpec, event: InboundEvent) -> bool | str:
     want, data = spec.get("m"), event.data
     if not want:
         return NOT_APPLICABLE
@@ -215,7 +241,7 @@ def check_event_data(spec: dict, event: InboundEvent) -> bool | str:
     return True
 
 
-def within_lookback(spec: dict, event: InboundEvent) -> bool:
+def within_lookback(spec: TriggerSpec, event: InboundEvent) -> bool:
     """Whether a message received before the task arrived still counts for it."""
     return event.received_at >= spec["ts"] - spec.get("lb", 0.0)
 
@@ -245,7 +271,7 @@ _PLANS: dict[str, dict[str, tuple[Check, ...]]] = {
 }
 
 
-def matches(spec: dict, event: InboundEvent) -> bool:
+def matches(spec: TriggerSpec, event: InboundEvent) -> bool:
     """Every check of the trigger type passes (lookback_seconds aside: `within_lookback`)."""
     plan = (_PLANS.get(spec["t"]) or {}).get(event.message_type)  # time_reach: accepts none
     if plan is None:
@@ -269,7 +295,7 @@ def same_json(a, b) -> bool:
     return type(a) is type(b) and a == b
 
 
-def index_keys(spec: dict) -> list[tuple[str, str]]:
+def index_keys(spec: TriggerSpec) -> list[tuple[str, str]]:
     """Where the task is filed in the Redis index: ("cust", id), ("kw", word), ("evt", kind), ("ce", name)."""
     kind = spec["t"]
     if kind == CUSTOM_EVENT:
@@ -294,6 +320,6 @@ def substrings(text: str, lengths: Iterable[int]) -> Iterator[str]:
             yield text[start:start + length]
 
 
-def firing_order(specs: Iterable[dict]) -> list[dict]:
+def firing_order(specs: Iterable[TriggerSpec]) -> list[TriggerSpec]:
     """Priority first (urgent before low), then the oldest task first."""
     return sorted(specs, key=lambda s: (s["p"], s["ts"], s["id"]))

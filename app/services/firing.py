@@ -44,17 +44,17 @@ def process_batch(arrivals: list[dict]) -> list[str]:
         log.warning("index not complete yet (Redis restarted?): %d events wait to be matched again",
                     len(arrivals), extra={"event": "index_incomplete"})
         return []
-    taken: set[str] = set()
+    taken: dict[str, dict] = {}  # task id -> its spec
     plans = []
-    for arrival in arrivals:
-        event = InboundEvent.from_dict(arrival["event"])
-        hits = [spec for spec in firing_order(rt.registry.candidates(event))
+    events = [InboundEvent.from_dict(arrival["event"]) for arrival in arrivals]
+    for arrival, event, candidates in zip(arrivals, events, rt.registry.candidates_many(events)):
+        hits = [spec for spec in firing_order(candidates)
                 if spec["id"] not in taken and matches(spec, event)
                 and (spec["t"] not in MESSAGE_TRIGGERS or within_lookback(spec, event))]
-        taken.update(spec["id"] for spec in hits)
+        taken.update((spec["id"], spec) for spec in hits)
         plans.append((arrival, event, [spec["id"] for spec in hits]))
     won, token = _claim({task_id: triggered_by(event) for _, event, ids in plans for task_id in ids},
-                        {a["inbound_id"]: ids for a, _, ids in plans if a.get("inbound_id")})
+                        {a["inbound_id"]: ids for a, _, ids in plans if a.get("inbound_id")}, taken)
     fired = [[task_id for task_id in ids if task_id in won] for _, _, ids in plans]
     _start_in_lanes([(a, ids) for (a, _, _), ids in zip(plans, fired)], token)
     stats.incr("match", "events", len(arrivals))
@@ -67,16 +67,19 @@ def triggered_by(event: InboundEvent) -> dict:
             "received_at": event.received_at}
 
 
-def _claim(by: dict[str, dict], matched: dict[int, list[str]]) -> tuple[set[str], str]:
+def _claim(by: dict[str, dict], matched: dict[int, list[str]], specs: dict[str, dict] | None = None
+           ) -> tuple[set[str], str]:
     """`waiting -> running` for every task in `by` (task id -> what fired it), in one transaction with the
-    messages' matched marks; returns the winners and the lease token they were claimed under."""
+    messages' matched marks; returns the winners and the lease token they were claimed under. `specs`
+    (task id -> its index entry) spare reading the entries back to take them out of the index."""
     rt = runtime.current()
     now, token = utcnow(), actions.new_token()
     with session_scope() as session:
         won = set(task_states.move_many(
             session, list(by), states.WAITING, states.RUNNING,
             values={"triggered_at": now, "lease_owner": token, "lease_expires_at": now + actions.lease()},
-            per_task={task_id: {"triggered_by": fired_by} for task_id, fired_by in by.items()}, now=now))
+            per_task={task_id: {"triggered_by": fired_by} for task_id, fired_by in by.items()},
+            detail_of={task_id: {"triggered_by": fired_by} for task_id, fired_by in by.items()}, now=now))
         inbound.mark_matched(session, {row: [t for t in ids if t in won] for row, ids in matched.items()}, now)
         lost = [task_id for task_id in by if task_id not in won]
         stale = list(session.scalars(select(Task.task_id).where(Task.task_id.in_(lost),
@@ -84,7 +87,7 @@ def _claim(by: dict[str, dict], matched: dict[int, list[str]]) -> tuple[set[str]
     for task_id in won:
         log.info("task %s fired by %s", task_id, by[task_id].get("msg_id") or by[task_id]["kind"],
                  extra={"task_id": task_id, "event": "fired"})
-    rt.registry.discard_many([*won, *stale])  # fired, or stale entries of tasks that no longer wait
+    rt.registry.discard_many([*won, *stale], specs)  # fired, or stale entries of tasks that no longer wait
     return won, token
 
 

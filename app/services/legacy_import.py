@@ -188,9 +188,7 @@ def _store(items, *, now: datetime, source: str) -> list[tuple[Mapped, Task]]:
                 "from": source, "legacy_rowid": rowid, "legacy_status": item.legacy_status}, now=now)
             if item.overdue:
                 task_states.move(session, item.task_id, states.TIMEOUT, error=OVERDUE_ERROR,
-                                   detail={"expired_at": iso(item.expires_at, settings.app_timezone)},
-                                   callbacks_enabled=bool(settings.callback_url), zone=settings.app_timezone,
-                                   now=now)
+                                 detail={"expired_at": iso(item.expires_at, settings.app_timezone)}, now=now)
     return stored
 
 

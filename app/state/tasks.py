@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import event, update
+from sqlalchemy import event, tuple_, update
 from sqlalchemy.orm import Session
 
 from app.domain import states
@@ -129,15 +129,19 @@ def move_many(
     error: str | None = None,
     detail: dict | None = None,
     per_task: dict[str, dict] | None = None,
+    detail_of: dict[str, dict] | None = None,
+    owners: dict[str, str] | None = None,
+    history: dict[str, list] | None = None,
     now: datetime | None = None,
 ) -> list[str]:
     """`move` for a batch that all leave the same `source` status: one CAS statement for all of them.
 
     `UPDATE … WHERE task_id IN (…) AND status = :source RETURNING task_id` returns exactly the rows this
-    call won; each winner gets its history row and outbox row as with `move`. Beat's sweeps and matching
-    use it so a thousand timers due in one second, or a burst of messages, are one statement, not a
-    thousand. `per_task` holds columns of each task's own (what fired it), written to the winners by
-    primary key and added to their history line.
+    call won; each winner gets its history row and outbox row as with `move`. Beat's sweeps, matching and
+    finishing use it so a thousand timers due in one second, or a burst of messages, are one statement,
+    not a thousand. Per task: `per_task` columns of its own (what fired it; its result), written to the
+    winners by primary key; `detail_of` its history line's detail; `owners` the lease token it must still
+    hold (the CAS then also checks that); `history` lines (kind, detail) written before its status line.
     """
     if source not in states.sources(target):
         raise states.InvalidTransition(f"{source} -> {target}")
@@ -149,8 +153,10 @@ def move_many(
         row_values["error_message"] = error
     if states.is_terminal(target):
         row_values.update(completed_at=now, lease_owner=None, lease_expires_at=None)
+    held = tuple_(Task.task_id, Task.lease_owner).in_([(i, owners[i]) for i in task_ids]) if owners \
+        else Task.task_id.in_(task_ids)
     won = list(session.scalars(
-        update(Task).where(Task.task_id.in_(task_ids), Task.status == source)
+        update(Task).where(held, Task.status == source)
         .values(**row_values).returning(Task.task_id)
         .execution_options(synchronize_session=False)))
     if per_task and won:
@@ -158,10 +164,12 @@ def move_many(
                         [{"task_id": task_id, **per_task[task_id]} for task_id in won])
     details = {**(detail or {}), **({"error": error} if error else {})}
     for task_id in won:
+        for kind, line in (history or {}).get(task_id, ()):
+            record(session, task_id, kind, line, now=now)
         session.add(TaskEvent(task_id=task_id, at=now, kind="status", from_status=source, to_status=target,
-                              detail={**details, **(per_task or {}).get(task_id, {})} or None))
+                              detail={**details, **(detail_of or {}).get(task_id, {})} or None))
         if target in states.CALLBACK_ON:
-            _add_callback(session, task_id, target, error, None, now)
+            _add_callback(session, task_id, target, error, (per_task or {}).get(task_id, {}).get("result"), now)
     if won:
         log.info("%d tasks: %s -> %s", len(won), source, target, extra={"event": "status_batch"})
     return won

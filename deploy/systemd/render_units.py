@@ -51,7 +51,7 @@ UMask=0027
 
 def exec_start(command: str, bindir: Path) -> str:
     """The Procfile command as an ExecStart= line: the venv's program, run directly; through /bin/sh
-    only where the line uses shell expansions (`${WORKER_CONCURRENCY:-4}`), as honcho would run it."""
+    only where the line uses shell expansions (`${WORKER_CONCURRENCY:-2}`), as honcho would run it."""
     line = procfile.in_venv(command, bindir)
     if "'" in line or "\\" in line:
         raise ValueError(f"cannot put {command!r} in a unit: quotes and backslashes are not supported")

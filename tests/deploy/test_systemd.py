@@ -69,7 +69,7 @@ def test_every_unit_runs_the_venvs_program_with_the_environment_file_on_a_read_o
 
 def test_shell_expansions_of_the_procfile_reach_the_shell_not_systemd(units):
     worker = units["tianwang-worker.service"]["Service"]["ExecStart"]
-    assert "$${WORKER_CONCURRENCY:-4}" in worker and worker.startswith("/bin/sh -c 'exec ")
+    assert "$${WORKER_CONCURRENCY:-2}" in worker and worker.startswith("/bin/sh -c 'exec ")
 
 
 def test_a_new_procfile_line_becomes_a_unit_with_no_other_edit(tmp_path):

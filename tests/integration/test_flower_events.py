@@ -58,12 +58,12 @@ def sweep_runs_after_now(rdb, key: str, timeout: float) -> None:
 
 def test_sweeps_send_no_task_events_while_an_action_does(live):
     live.use()
-    rdb, prefix = runtime.current().redis, runtime.current().settings.redis_prefix
+    rdb, keys = runtime.current().redis, runtime.current().keys
     with Captured(live.app.extensions["celery"]) as captured:
         for _ in range(3):  # three ticks at least
-            sweep_runs_after_now(rdb, f"{prefix}hb:beat", 10)
-        sweep_runs_after_now(rdb, f"{prefix}lock:upkeep", 15)
-        sweep_runs_after_now(rdb, f"{prefix}lock:dispatch-sweep", 25)
+            sweep_runs_after_now(rdb, keys.heartbeat("beat"), 10)
+        sweep_runs_after_now(rdb, keys.lock("upkeep"), 15)
+        sweep_runs_after_now(rdb, keys.lock("dispatch-sweep"), 25)
         # Then an action: its events come after any the sweeps above would have sent (one dispatcher).
         customer, task_id = uid("c"), uid("EV")
         live.post_task(task_id=task_id, type="events", customer={"id": customer},
@@ -74,11 +74,11 @@ def test_sweeps_send_no_task_events_while_an_action_does(live):
 
         def action_succeeded():
             names = captured.received_names()
-            return any(names.get(e["uuid"]) == "tasks.run_action" for e in captured.of_type("task-succeeded"))
+            return any(names.get(e["uuid"]) == "actions.advance" for e in captured.of_type("task-succeeded"))
 
         wait_until(action_succeeded, 15, 0.1, "the action's task-succeeded event")
     names = set(captured.received_names().values())
-    assert {"messages.match", "tasks.run_action"} <= names, names
+    assert {"messages.match", "actions.advance"} <= names, names
     assert not names & SWEEPS, names
     task_events = [e for e in captured.events if e["type"].startswith("task-")]
     known = captured.received_names()

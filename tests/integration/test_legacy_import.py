@@ -20,7 +20,8 @@ from app.infra.db import session_scope
 from app.models import CallbackOutbox, Task, TaskEvent
 from app.services import legacy_import, registration
 from app.services.legacy_import import EARLIER, MEANWHILE, VIA_API, LegacyFileError
-from tests import legacy_db, support
+from devkit import processes, stores
+from tests import legacy_db
 from tests.api.helpers import assert_nothing_written, counts, index_snapshot
 from tests.legacy_db import row
 
@@ -215,7 +216,7 @@ def test_progress_is_reported_chunk_by_chunk(app, tmp_path):
 def test_with_redis_down_the_tasks_stay_pending_until_the_reconciler_registers_them(app, rdb, tmp_path):
     path = legacy_db.create(tmp_path / "tasks.db", [row(f"L_{i}", customer_id=f"c_{i}") for i in range(3)])
     settings = app.config["SETTINGS"]
-    dead = support.free_port()
+    dead = stores.free_port()
     runtime.configure(dataclasses.replace(settings, redis_url=f"redis://127.0.0.1:{dead}/0"))
     report = legacy_import.run(path)
     assert by_status(report) == {"pending": 3}
@@ -242,9 +243,9 @@ def test_a_file_that_is_not_a_legacy_database_is_refused_whole(app, rdb, tmp_pat
 # -- the command ----------------------------------------------------------------------------------------
 
 def manage(args: list[str], db_url: str, redis_url: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = support.base_env(db_url, redis_url)
+    env = processes.base_env(db_url, redis_url)
     env.pop("TIANWANG_API_KEYS")  # the import needs none
-    return subprocess.run([sys.executable, str(support.ROOT / "manage.py"), "import-legacy", *args], cwd=cwd,
+    return subprocess.run([sys.executable, str(stores.ROOT / "manage.py"), "import-legacy", *args], cwd=cwd,
                           env=env, capture_output=True, text=True, timeout=120)
 
 

@@ -3,8 +3,8 @@
 A worker submits a frame to the stream `qj:out` (once per req_id, with a deadline); the listener reads
 it, *takes* it (an atomic check that its worker has not given up on it and its deadline has not passed),
 sends it, and stores 轻简's `send_result` under the req_id. Then either a blocked worker wakes up
-(`send`, used by dispatches), or, for a frame submitted with `notify`, the listener hands the result to
-`actions.advance` (an action never blocks a worker). A worker that gives up on a send *abandons* it,
+(`send`, used by dispatches), or, for an action's step (its req_id `<task>:<step>:<attempt>`), the
+listener hands the result to `actions.advance` (an action never blocks a worker). A worker that gives up on a send *abandons* it,
 atomically with the take: either the frame already left, or it never will (DESIGN.md rule 8).
 """
 from __future__ import annotations
@@ -15,6 +15,7 @@ import time
 import redis
 
 from app.infra.keys import Keys
+from app.infra.redis_client import eval_many
 
 STREAM_GROUP = "listener"
 RESULT_TTL = 24 * 3600  # results, fates and the once-per-req_id marks outlive any retry of a task
@@ -22,7 +23,7 @@ STREAM_MAX = 200_000
 
 # Queue a frame unless its req_id was queued before (atomically: two runs can't both queue it). Times are
 # Redis's own clock, so the listener's deadline check does not depend on the hosts' clocks agreeing.
-# KEYS: queued mark, stream. ARGV: req_id, frame, ttl, timeout seconds, notify (1/0).
+# KEYS: queued mark, stream. ARGV: req_id, frame, ttl, timeout seconds, stream length bound.
 _SUBMIT_ONCE = """
 local earlier = redis.call('get', KEYS[1])
 if earlier then return earlier end
@@ -30,8 +31,8 @@ local t = redis.call('time')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local at = string.format('%.6f', now)
 redis.call('set', KEYS[1], at, 'EX', ARGV[3])
-redis.call('xadd', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'req_id', ARGV[1], 'frame', ARGV[2], 'at', at,
-           'deadline', string.format('%.6f', now + tonumber(ARGV[4])), 'notify', ARGV[5])
+redis.call('xadd', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'req_id', ARGV[1], 'frame', ARGV[2], 'at', at,
+           'deadline', string.format('%.6f', now + tonumber(ARGV[4])))
 return false
 """
 
@@ -77,20 +78,17 @@ class SendChannel:
         self._abandon = client.register_script(_ABANDON)
 
     # -- worker side -----------------------------------------------------------------------
-    def submit(self, frame: dict, timeout: float, *, notify: bool = False) -> float | None:
+    def submit(self, frame: dict, timeout: float) -> float | None:
         """Queue `frame` for the listener, once per req_id: None if queued now, else the time it was
         first queued (by a run that died waiting for its answer; wait for that one, don't repeat it)."""
-        return self.submit_many([frame], timeout, notify=notify)[0]
+        return self.submit_many([frame], timeout)[0]
 
-    def submit_many(self, frames: list[dict], timeout: float, *, notify: bool = False) -> list[float | None]:
-        """`submit` for several frames in one round trip. With `notify`, the listener hands each answer
-        (or the send's failure) to `actions.advance` instead of waking a waiting worker."""
-        pipe = self.r.pipeline(transaction=False)
-        for frame in frames:
-            self._submit(keys=[self.keys.send_queued(frame["req_id"]), self.stream],
-                         args=[frame["req_id"], json.dumps(frame, ensure_ascii=False), RESULT_TTL, timeout,
-                               int(notify), STREAM_MAX], client=pipe)
-        return [float(earlier) if earlier else None for earlier in pipe.execute()]
+    def submit_many(self, frames: list[dict], timeout: float) -> list[float | None]:
+        """`submit` for several frames in one round trip."""
+        calls = [(self._submit, [self.keys.send_queued(frame["req_id"]), self.stream],
+                  [frame["req_id"], json.dumps(frame, ensure_ascii=False), RESULT_TTL, timeout, STREAM_MAX])
+                 for frame in frames]
+        return [float(earlier) if earlier else None for earlier in eval_many(self.r, calls)]
 
     def result(self, req_id: str) -> dict | None:
         raw = self.r.get(self.keys.send_result(req_id))

@@ -174,13 +174,12 @@ def _carry_out(batch: Batch, owned: dict[str, str] | None = None) -> None:
     won = batch.commit()
     frames = [send_frame(step, acc_id=acc, to_id=to, req_id=req) for step, acc, to, req in won.sends]
     if frames:
-        SendChannel(rt.redis, rt.keys).submit_many(frames, rt.settings.qingjian_send_timeout, notify=True)
+        SendChannel(rt.redis, rt.keys).submit_many(frames, rt.settings.qingjian_send_timeout)
     for task, token, acc_id, to_id in won.hand_overs:
         if dispatch.start_for_task(task, token, acc_id=acc_id, customer_id=to_id) is None:
             log.warning("task %s: lease lost to another worker; stopping", task.task_id,
                         extra={"task_id": task.task_id, "event": "skip"})
-    for received_at in won.completed_latencies:
-        stats.observe_latency(time.time() - received_at)
+    stats.observe_latencies([time.time() - received_at for received_at in won.completed_latencies])
     lanes = Lanes(rt.redis, rt.keys)
     heads = lanes.done(won.left_lanes) + lanes.join(won.joined_lanes)
     if heads:

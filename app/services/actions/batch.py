@@ -114,13 +114,32 @@ class Batch:
     # -- writing it ----------------------------------------------------------------------------
     def commit(self) -> Won:
         won, winners = Won(), []
-        with session_scope() as session:
+        if not any(self._writes(p) for p in self.plans.values()):  # e.g. first sends right after a claim
             for p in self.plans.values():
-                if self._write(session, p):
+                self._effects(p, won)
+            return won
+        completed = [p for p in self.plans.values()
+                     if p.kind == "finish" and p.status == states.COMPLETED and p.token is not None]
+        with session_scope() as session:
+            if completed:  # the common end: one CAS statement for the batch
+                done = set(task_states.move_many(
+                    session, [p.task.task_id for p in completed], states.RUNNING, states.COMPLETED,
+                    owners={p.task.task_id: p.token for p in completed},
+                    per_task={p.task.task_id: {"progress": p.progress, "result": self._result(p)} for p in completed},
+                    history={p.task.task_id: p.history for p in completed}, now=self.now))
+                winners += [p for p in completed if p.task.task_id in done]
+            batched = {id(p) for p in completed}
+            for p in self.plans.values():
+                if id(p) not in batched and self._write(session, p):
                     winners.append(p)
         for p in winners:
             self._effects(p, won)
         return won
+
+    @staticmethod
+    def _writes(p: _Plan) -> bool:
+        """Whether carrying `p` out writes to SQL (hand-overs, lane moves and fresh first sends do not)."""
+        return p.kind in ("finish", "retry") or (p.kind == "send" and not (p.fresh and not p.history))
 
     def _write(self, session, p: _Plan) -> bool:
         task_id = p.task.task_id
