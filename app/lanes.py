@@ -67,12 +67,20 @@ return advance(lane, now, tonumber(ARGV[2]), tonumber(ARGV[3]))
 """
 
 # KEYS[1] lane. ARGV: now, message hold, action hold, ttl, task id. The task queues at the tail (unless it
-# is in the lane already); returns the task started, if the head changed hands.
+# is in the lane already); returns the task started, if the head changed hands. A task that holds the head
+# already is started again: it is re-driven because whoever started it is gone (its lease lapsed).
 _JOIN = _ADVANCE + """
 local lane, now = KEYS[1], tonumber(ARGV[1])
 local present = false
-for _, entry in ipairs(redis.call('lrange', lane, 0, -1)) do
-  if string.match(entry, '^%a|(.*)|[%d.]+$') == ARGV[5] then present = true break end
+for i, entry in ipairs(redis.call('lrange', lane, 0, -1)) do
+  if string.match(entry, '^%a|(.*)|[%d.]+$') == ARGV[5] then
+    if i == 1 then
+      redis.call('lset', lane, 0, 's|' .. ARGV[5] .. '|' .. ARGV[1])
+      redis.call('expire', lane, ARGV[4])
+      return ARGV[5]
+    end
+    present = true break
+  end
 end
 if not present then redis.call('rpush', lane, 't|' .. ARGV[5] .. '|' .. ARGV[1]) end
 redis.call('expire', lane, ARGV[4])

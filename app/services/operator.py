@@ -54,10 +54,14 @@ def retry(task_id: str, reason: str | None, actor: str) -> str:
             target = states.RUNNING
         elif task.status == states.TIMEOUT:
             token = None
+            # One that timed out while running has used attempts: when it fires again its sends need new
+            # req_ids (each is queued once) and a fresh set of attempts, as a failed task's retry gets.
+            attempts = ({"attempt_base": task.retry_count + 1, "retry_count": task.retry_count + 1}
+                        if task.triggered_at is not None else {})
             moved = task_states.move(
                 session, task_id, states.WAITING, only_from={states.TIMEOUT}, operator=True, detail=detail, now=now,
                 values={"expires_at": now + timedelta(hours=task.timeout_hours), "armed_at": now,
-                        "error_message": None, "lease_owner": None, "lease_expires_at": None})
+                        "error_message": None, "lease_owner": None, "lease_expires_at": None, **attempts})
             target = states.WAITING
         else:
             raise NotRetryable(task.status)

@@ -65,6 +65,8 @@ class InboundBatch:
             self.count("duplicates", len(repeats))
             self.lanes.resolve([(a.lane, a.mark, []) for a, _ in repeats])
         handed = [(a, row) for (a, _), row in zip(accepted, rows) if row != 0]
+        if not handed:  # every one a repeat: nothing for matching
+            return
         try:
             queueing.enqueue_match([{"event": a.event.as_dict(), "inbound_id": row, "lane": list(a.lane),
                                      "mark": a.mark} for a, row in handed])
