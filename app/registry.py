@@ -26,17 +26,18 @@ RECENT_SECONDS = 3600
 PROBES_PER_ROUND_TRIP = 16384
 
 # Remember a batch of inbound events in one round trip. KEYS: everybody's recent zset, then per event its
-# seen mark ("" = no de-duplication), its customer's recent zset and its lane ("" = none). ARGV: seen TTL,
-# cutoff, recent TTL, lane TTL, then per event its member, score and lane entry. Returns 1 per event
-# remembered now, 0 per event seen before (nothing done for it).
+# seen mark ("" = none), its customer's recent zset and its lane ("" = none). ARGV: seen TTL, cutoff,
+# recent TTL, lane TTL, gate (1: a mark that exists makes the event a repeat; 0: the marks are only set),
+# then per event its member, score and lane entry. Returns 1 per event remembered now, 0 per repeat.
 _REMEMBER = """
-local out, touched = {}, {}
+local out, touched, gate = {}, {}, ARGV[5] == '1'
 for e = 1, (#KEYS - 1) / 3 do
   local seen, recent, lane = KEYS[e * 3 - 1], KEYS[e * 3], KEYS[e * 3 + 1]
-  local member, score, entry = ARGV[e * 3 + 2], ARGV[e * 3 + 3], ARGV[e * 3 + 4]
-  if seen ~= '' and not redis.call('set', seen, 1, 'NX', 'EX', ARGV[1]) then
+  local member, score, entry = ARGV[e * 3 + 3], ARGV[e * 3 + 4], ARGV[e * 3 + 5]
+  if seen ~= '' and gate and not redis.call('set', seen, 1, 'NX', 'EX', ARGV[1]) then
     out[e] = 0
   else
+    if seen ~= '' and not gate then redis.call('set', seen, 1, 'EX', ARGV[1]) end
     redis.call('zadd', recent, score, member)
     redis.call('zadd', KEYS[1], score, member)
     touched[recent] = true
@@ -260,12 +261,13 @@ class Registry:
 
     # -- recent messages, for lookback_seconds -----------------------------------------------
     def remember_many(self, batch: list[tuple[InboundEvent, str | None, str | None, str]],
-                      seen_ttl: int = 24 * 3600) -> list[bool]:
+                      seen_ttl: int = 24 * 3600, *, gate: bool = True) -> list[bool]:
         """Keep the last hour of messages, and give each message its place in its customer's lane; called
         by the listener on receipt, in one round trip for a batch of (event, seen key, lane key, lane entry).
 
-        An event whose seen key (its msg_id's de-duplication mark) exists is a repeat: nothing is done for
-        it and False is returned in its place.
+        With `gate`, an event whose seen key (its msg_id's de-duplication mark) exists is a repeat: nothing
+        is done for it and False is returned in its place. Without, the marks are set and every event is
+        remembered (the caller has decided, e.g. from SQL, which are new).
         """
         if not batch:
             return []
@@ -275,8 +277,14 @@ class Registry:
             keys += [seen_key or "", self.keys.recent(event.from_id), lane_key or ""]
             args += [json.dumps(event.as_dict(), ensure_ascii=False), event.received_at, lane_entry]
         replies = self._remember(keys=keys, args=[seen_ttl, newest - RECENT_SECONDS, RECENT_SECONDS + 60,
-                                                  LANE_TTL_SECONDS, *args])
+                                                  LANE_TTL_SECONDS, int(gate), *args])
         return [bool(r) for r in replies]
+
+    def seen_already(self, seen_keys: list[str | None]) -> list[bool]:
+        """Which of these de-duplication marks exist (a cheap first look before anything is written)."""
+        keys = [key for key in seen_keys if key]
+        found = iter(self.r.mget(keys)) if keys else iter(())
+        return [bool(next(found)) if key else False for key in seen_keys]
 
     def recent(self, customer_id: str | None, since: float) -> list[InboundEvent]:
         rows = self.r.zrangebyscore(self.keys.recent(customer_id), since, "+inf")

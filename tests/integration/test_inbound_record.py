@@ -17,7 +17,6 @@ from sqlalchemy import select
 
 from app import runtime
 from app.infra.db import session_scope
-from app.lanes import Lanes
 from app.models import InboundMessage
 from app.services import firing, inbound
 from app.services.inbound import source_of
@@ -58,7 +57,7 @@ def listener_side(app, monkeypatch):
 
     def batch(url: str) -> tuple[InboundBatch, Counter]:
         counts = Counter()
-        made = InboundBatch(rt.registry, Lanes(rt.redis, rt.keys), source_of(url), "shop_001",
+        made = InboundBatch(rt.registry, source_of(url), "shop_001",
                             lambda what, amount=1: counts.update({what: amount}))
         return made, counts
 
@@ -146,9 +145,6 @@ class ListenerKilled(BaseException):
     """kill -9 as seen from inside the listener: nothing after this point runs."""
 
 
-@pytest.mark.xfail(strict=True, reason="bug: the Redis seen mark is set before the SQL record, so a listener "
-                                      "killed between the two makes 轻简's redelivery a 'duplicate' of a message "
-                                      "that was never recorded nor matched (workers/listener/inbound.py flush)")
 def test_a_message_whose_listener_died_before_recording_it_is_taken_when_qingjian_redelivers_it(
         listener_side, monkeypatch):
     msg_id = f"m-{uuid.uuid4()}"
@@ -244,9 +240,6 @@ def test_a_lost_match_is_handed_over_again_from_sql_and_fires_once(isolated):
     assert tw.wait_for(lambda t: reported_once(t, task_id, "running", "completed"), 15), reported(tw, task_id)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a message matched a second time (the upkeep re-drives it while its "
-                                      "first match is still queued; a redelivered match) overwrites what it fired "
-                                      "with nothing (app/services/inbound.py mark_matched)")
 def test_a_message_matched_again_keeps_the_record_of_what_it_fired(live):
     customer = uid("c")
     task_id = post_reply_task(live, customer, action={"type": "send_message", "message": "在的"})

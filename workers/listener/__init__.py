@@ -24,7 +24,6 @@ from app.config import Settings
 from app.domain import backoff
 from app.infra import heartbeat
 from app.infra.locks import RedisLock
-from app.lanes import Lanes
 from app.services.inbound import source_of
 from workers.listener.inbound import InboundBatch
 from workers.listener.outbound import Sender
@@ -52,7 +51,7 @@ class Listener:
         self.last_frame = 0.0
         self._count = Counters(self.r, self.keys.stats("listener"))
         self.channel = SendChannel(self.r, self.keys)
-        self.inbound = InboundBatch(rt.registry, Lanes(self.r, self.keys), source_of(settings.qingjian_ws_url),
+        self.inbound = InboundBatch(rt.registry, source_of(settings.qingjian_ws_url),
                                     settings.qingjian_default_acc_id, self._count)
         self.sender = Sender(self.channel, self.consumer, settings.qingjian_send_timeout, self._count)
         self.answers: list[tuple[str, bool, str | None]] = []

@@ -22,8 +22,8 @@ SEEN_TTL = 24 * 3600
 
 
 class InboundBatch:
-    def __init__(self, registry: Registry, lanes: Lanes, source: str, default_acc_id: str | None, count):
-        self.registry, self.lanes, self.source = registry, lanes, source
+    def __init__(self, registry: Registry, source: str, default_acc_id: str | None, count):
+        self.registry, self.source = registry, source
         self.default_acc_id = default_acc_id
         self.count = count  # the listener's counters
         self.arrivals: list[Arrival] = []
@@ -46,46 +46,51 @@ class InboundBatch:
         return len(self.arrivals)
 
     def flush(self) -> None:
-        """Hand the batch over: one Redis round trip, one SQL transaction, one Celery message."""
+        """Hand the batch over: a look at Redis, one SQL transaction, one Redis round trip, one Celery message.
+
+        SQL decides which messages are new (its unique (source, msg_id)), and records them before anything
+        else is written: a listener killed after that leaves a recorded message that beat hands to matching
+        again; one killed before leaves nothing, so 轻简's redelivery is taken. Redis's marks are only a cheap
+        first look, and the de-duplication while the database is away."""
         arrivals, self.arrivals = self.arrivals, []
         if not arrivals:
             return
-        seen = [self.registry.keys.seen(self.source, a.event.msg_id) if a.event.msg_id else None for a in arrivals]
-        fresh = self.registry.remember_many([(a.event, key, self.registry.keys.lane(*a.lane),
-                                              Lanes.message_entry(a.mark, a.event.received_at))
-                                             for a, key in zip(arrivals, seen)], SEEN_TTL)
-        accepted = [(a, key) for a, key, new in zip(arrivals, seen, fresh) if new]
-        if len(accepted) < len(arrivals):
-            self.count("duplicates", len(arrivals) - len(accepted))
-        if not accepted:
-            return
-        rows = self._record([a for a, _ in accepted])
-        repeats = [a for a, row in zip(accepted, rows) if row == 0]
-        if repeats:  # stored before: Redis had lost their marks. Their lane places go at once.
-            self.count("duplicates", len(repeats))
-            self.lanes.resolve([(a.lane, a.mark, []) for a, _ in repeats])
-        handed = [(a, row) for (a, _), row in zip(accepted, rows) if row != 0]
+        keys = self.registry.keys
+        seen = [keys.seen(self.source, a.event.msg_id) if a.event.msg_id else None for a in arrivals]
+        fresh = [(a, key) for a, key, old in zip(arrivals, seen, self.registry.seen_already(seen)) if not old]
+        rows = self._record([a for a, _ in fresh]) if fresh else []
+        if rows is None:  # the database is away: Redis's marks tell repeats apart meanwhile
+            new = self.registry.remember_many([self._remembered(a, key) for a, key in fresh], SEEN_TTL, gate=True)
+            handed = [(a, key, None) for (a, key), yes in zip(fresh, new) if yes]
+        else:
+            handed = [(a, key, row) for (a, key), row in zip(fresh, rows) if row is not None]
+            self.registry.remember_many([self._remembered(a, key) for a, key, _ in handed], SEEN_TTL, gate=False)
+        if len(handed) < len(arrivals):
+            self.count("duplicates", len(arrivals) - len(handed))
         if not handed:  # every one a repeat: nothing for matching
             return
         try:
             queueing.enqueue_match([{"event": a.event.as_dict(), "inbound_id": row, "lane": list(a.lane),
-                                     "mark": a.mark} for a, row in handed])
+                                     "mark": a.mark} for a, _, row in handed])
         except (kombu.exceptions.KombuError, redis.RedisError, OSError) as exc:
-            recorded = [a for a, row in handed if row is not None]
-            log.error("could not hand %d messages to matching (%s); %d are in SQL and will be matched once "
-                      "the broker is back", len(handed), exc, len(recorded), extra={"event": "enqueue_failed"})
-            self._forget([key for (a, key), row in zip(accepted, rows) if row is None and key])
+            log.error("could not hand %d messages to matching (%s); those recorded in SQL are matched once the "
+                      "broker is back", len(handed), exc, extra={"event": "enqueue_failed"})
+            if rows is None:  # neither recorded nor handed on: let 轻简's redelivery of them through
+                self._forget([key for _, key, _ in handed if key])
             return
         self.count("received", len(handed))
 
-    def _record(self, arrivals: list[Arrival]) -> list[int | None]:
-        """Row ids; 0 for a message stored before; None for each when the database is away (the
-        messages still go to matching, which retries until it is back)."""
+    def _remembered(self, a: Arrival, seen_key: str | None) -> tuple:
+        return a.event, seen_key, self.registry.keys.lane(*a.lane), Lanes.message_entry(a.mark, a.event.received_at)
+
+    def _record(self, arrivals: list[Arrival]) -> list[int | None] | None:
+        """Row ids, None for a message stored before (a repeat); None for all when the database is away
+        (the messages still go to matching, which retries until it is back)."""
         try:
-            return [row if row is not None else 0 for row in inbound.record(arrivals, self.source)]
+            return inbound.record(arrivals, self.source)
         except SQLAlchemyError as exc:
             log.error("could not record %d inbound messages: %s", len(arrivals), exc, extra={"event": "record_failed"})
-            return [None] * len(arrivals)
+            return None
 
     def _forget(self, seen_keys: list[str]) -> None:
         """Messages neither recorded nor handed on: let 轻简's redelivery of them through."""
