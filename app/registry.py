@@ -13,8 +13,9 @@ from typing import Iterable
 
 import redis
 
+from app.domain.events import InboundEvent
 from app.domain.probes import substrings
-from app.domain.triggers import InboundEvent, index_keys
+from app.domain.triggers import index_keys
 from app.infra.keys import Keys
 from app.lanes import LANE_TTL_SECONDS
 

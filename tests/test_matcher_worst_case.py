@@ -15,8 +15,9 @@ import tracemalloc
 import pytest
 import redis
 
+from app.domain.events import InboundEvent
 from app.domain.probes import MAX_KEYWORD_CHARS, MAX_PROBED_CHARS
-from app.domain.triggers import InboundEvent, compile_spec, matches
+from app.domain.triggers import compile_spec, matches
 from app.infra.keys import Keys
 from app.registry import PROBES_PER_ROUND_TRIP, Registry
 

@@ -8,7 +8,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.api.answers import EventAcceptedEnvelope, HealthEnvelope, ReadinessEnvelope, answer
-from app.domain.triggers import InboundEvent
+from app.domain.events import InboundEvent
 from app.health import readiness
 from app.infra.timeutil import iso, utcnow
 from app.schemas import CustomEventSchema

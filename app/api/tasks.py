@@ -86,13 +86,7 @@ class TaskCancel(MethodView):
     @blp.alt_response(409, schema=TaskRefEnvelope, description="already running or finished")
     def post(self, args):
         """Cancel a pending or waiting task."""
-        try:
-            status = intake.cancel(args["task_id"], args.get("reason"))
-        except TaskNotFound:
-            abort(404, message=f"task {args['task_id']} not found")
-        except intake.Conflict as exc:
-            return answer(409, str(exc), {"task_id": args["task_id"], "status": exc.status}), 409
-        return answer(200, "任务已取消", {"task_id": args["task_id"], "status": status})
+        return _move(args, lambda: intake.cancel(args["task_id"], args.get("reason")), intake.Conflict, "任务已取消")
 
 
 @blp.route("/retry")
@@ -102,13 +96,20 @@ class TaskRetry(MethodView):
     @blp.alt_response(409, schema=TaskRefEnvelope, description="the task is neither failed nor timed out")
     def post(self, args):
         """Retry a failed task (its action runs again) or a timed-out one (it waits again)."""
-        try:
-            status = operator.retry(args["task_id"], args.get("reason"), actor="api")
-        except TaskNotFound:
-            abort(404, message=f"task {args['task_id']} not found")
-        except operator.NotRetryable as exc:
-            return answer(409, str(exc), {"task_id": args["task_id"], "status": exc.status}), 409
-        return answer(200, "任务已重试", {"task_id": args["task_id"], "status": status})
+        return _move(args, lambda: operator.retry(args["task_id"], args.get("reason"), actor="api"),
+                     operator.NotRetryable, "任务已重试")
+
+
+def _move(args: dict, act, refused: type[Exception], done: str):
+    """A cancel or a retry: 200 with the new status, 404 for an unknown task, 409 (with the status it is in)
+    when the move does not apply."""
+    try:
+        status = act()
+    except TaskNotFound:
+        abort(404, message=f"task {args['task_id']} not found")
+    except refused as exc:
+        return answer(409, str(exc), {"task_id": args["task_id"], "status": exc.status}), 409
+    return answer(200, done, {"task_id": args["task_id"], "status": status})
 
 
 @blp.route("/list")

@@ -13,13 +13,13 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from app.domain import states
+from app.domain.events import InboundEvent
 from app.domain.triggers import (
     CHECKS,
     CUSTOM_EVENT,
     MESSAGE_TRIGGERS,
     NOT_APPLICABLE,
     TIME_REACH,
-    InboundEvent,
     TriggerSpec,
     check_lookback,
     same_json,

@@ -6,8 +6,8 @@ import re
 
 from marshmallow import ValidationError, fields, validate
 
+from app.domain.events import normalize
 from app.domain.probes import MAX_KEYWORD_CHARS
-from app.domain.triggers import normalize
 
 # Every string field has a cap (422 past it, `maxLength` in the OpenAPI document): a column's VARCHAR(n)
 # where one stores it, else room for any real value. Keywords: app.domain.probes.MAX_KEYWORD_CHARS.

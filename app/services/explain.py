@@ -14,7 +14,8 @@ from sqlalchemy import select
 
 from app import runtime
 from app.domain import explain as reasoning
-from app.domain.triggers import MESSAGE_TRIGGERS, InboundEvent
+from app.domain.events import InboundEvent
+from app.domain.triggers import MESSAGE_TRIGGERS
 from app.infra.db import session_scope
 from app.infra.timeutil import epoch, iso
 from app.models import InboundMessage, Task

@@ -15,13 +15,8 @@ from sqlalchemy import select
 
 from app import runtime, stats
 from app.domain import states
-from app.domain.triggers import (
-    MESSAGE_TRIGGERS,
-    InboundEvent,
-    firing_order,
-    matches,
-    within_lookback,
-)
+from app.domain.events import InboundEvent
+from app.domain.triggers import MESSAGE_TRIGGERS, firing_order, matches, within_lookback
 from app.infra.db import session_scope
 from app.infra.timeutil import utcnow
 from app.lanes import Lanes

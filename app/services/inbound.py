@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app import queueing
-from app.domain.triggers import InboundEvent, message_text
+from app.domain.events import InboundEvent, message_text
 from app.infra.db import session_scope
 from app.infra.logs import mask
 from app.infra.timeutil import epoch, utcnow

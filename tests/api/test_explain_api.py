@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy import update
 
 from app import runtime
-from app.domain.triggers import InboundEvent
+from app.api.answers import ExplanationSchema
+from app.domain.events import InboundEvent
 from app.infra.db import session_scope
 from app.models import Task
-from app.api.answers import ExplanationSchema
 from app.services import firing, inbound, maintenance
 from tests.api.helpers import assert_envelope, parse_iso, reply_body, task_body
 from tests.conftest import uid

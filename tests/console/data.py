@@ -7,7 +7,7 @@ import uuid
 
 from sqlalchemy import select
 
-from app.domain.triggers import InboundEvent
+from app.domain.events import InboundEvent
 from app.infra.db import session_scope
 from app.infra.timeutil import utcnow
 from app.models import CallbackOutbox, Task, TaskEvent

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from app import runtime
-from app.domain.triggers import InboundEvent
+from app.domain.events import InboundEvent
 from app.services import actions, firing
 from app.services.maintenance import MATCH_REDRIVE_SECONDS
 from beat_schedule import BEAT_SCHEDULE

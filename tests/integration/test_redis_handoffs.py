@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from app.clients.qingjian import SendChannel, send_frame
-from app.domain.triggers import InboundEvent
+from app.domain.events import InboundEvent
 from app.infra.keys import Keys
 from app.registry import Registry
 

@@ -9,16 +9,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.domain import explain as ex
+from app.domain.events import InboundEvent
 from app.domain.probes import substrings
-from app.domain.triggers import (
-    MESSAGE_TRIGGERS,
-    InboundEvent,
-    compile_spec,
-    firing_order,
-    index_keys,
-    matches,
-    within_lookback,
-)
+from app.domain.triggers import MESSAGE_TRIGGERS, compile_spec, firing_order, index_keys, matches, within_lookback
 
 PAYMENT_DEFAULTS = ("已付款", "已支付", "拍下了", "付过了")
 ORDER_DEFAULTS = ("已下单", "下单了", "拍了")

@@ -5,7 +5,8 @@ import pytest
 
 from app.domain import probes
 from app.domain import triggers as tr
-from app.domain.triggers import InboundEvent, compile_spec, index_keys, matches, normalize, within_lookback
+from app.domain.events import InboundEvent, normalize
+from app.domain.triggers import compile_spec, index_keys, matches, within_lookback
 
 # The contract's default lists (CONTRACTS.md §1), written out here, not imported from the code.
 PAYMENT_DEFAULTS = ("已付款", "已支付", "拍下了", "付过了")

@@ -11,7 +11,7 @@ import redis
 from sqlalchemy.exc import SQLAlchemyError
 
 from app import queueing
-from app.domain.triggers import InboundEvent
+from app.domain.events import InboundEvent
 from app.lanes import Lanes
 from app.registry import Registry
 from app.services import inbound

@@ -4,8 +4,9 @@ A worker submits a frame to the stream `qj:out` (once per req_id, with a deadlin
 it, *takes* it (an atomic check that its worker has not given up on it and its deadline has not passed),
 sends it, and stores 轻简's `send_result` under the req_id. Then either a blocked worker wakes up
 (`send`, used by dispatches), or, for an action's step (its req_id `<task>:<step>:<attempt>`), the
-listener hands the result to `actions.advance` (an action never blocks a worker). A worker that gives up on a send *abandons* it,
-atomically with the take: either the frame already left, or it never will (DESIGN.md rule 8).
+listener hands the result to `actions.advance` (an action never blocks a worker). A worker that gives up
+on a send *abandons* it, atomically with the take: either the frame already left, or it never will
+(DESIGN.md rule 8).
 """
 from __future__ import annotations
 
