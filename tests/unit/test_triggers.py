@@ -572,7 +572,7 @@ def test_a_long_message_is_matched_on_its_first_characters_whoever_finds_the_tas
     """Matching reads a text's first MAX_PROBED_CHARS characters, for a task found by its customer as for
     one found by keyword (the index probes read no further), so the two ways never disagree."""
     from app.domain.probes import MAX_PROBED_CHARS
-    from app.domain.triggers import message_text
+    from app.domain.events import message_text
 
     early = message_text("好的" + "。" * (MAX_PROBED_CHARS + 100))
     late = message_text("。" * MAX_PROBED_CHARS + "好的")
