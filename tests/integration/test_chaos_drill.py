@@ -216,9 +216,11 @@ def test_random_kills_under_steady_traffic_lose_nothing_and_repeat_nothing(chaos
         assert [step_of(req) for _, req in [(s["action"], s["req_id"]) for s in q.sent_to(customer)]] == \
             [f"{task_id}:0", f"{task_id}:1"], task_id
     # Each status reported once (one event id each); a POST repeated only after a worker died mid-flush.
-    # Bound: a killed flush's rows are claimed again once their in-flight window (IN_FLIGHT, 60 s) passed.
+    # Bound: a killed flush's rows are claimed again once its claim window (flush budget + post timeout +
+    # margin, app.services.callbacks.Limits) has passed.
+    window = callbacks.Limits.from_settings(system.app.config["SETTINGS"]).claim_window.total_seconds()
     wait_until(lambda: all(reported(tw, t) == {"running": 1, "completed": 1} for t in tasks),
-               callbacks.IN_FLIGHT.total_seconds() + TICK + 20, 1.0, "every callback")
+               window + TICK + 20, 1.0, "every callback")
     posts: dict[str, list[float]] = {}
     for entry in list(tw.received):
         if 200 <= entry["status"] < 300 and isinstance(entry["body"], dict):
