@@ -38,13 +38,16 @@ def _machine_busy() -> float:
 
 
 def _serves(pid: int, database: str) -> bool:
-    """A PostgreSQL backend's title is `postgres: <user> <database> <client> <state>`."""
+    """A PostgreSQL backend's title is `postgres: [<cluster>:] <user> <database> <client> <state>`."""
     try:
         title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return False
     words = title.split()
-    return len(words) >= 3 and words[0] == "postgres:" and words[2] == database
+    if words[:1] != ["postgres:"]:
+        return False
+    words = words[2:] if len(words) > 1 and words[1].endswith(":") else words[1:]  # Debian names the cluster
+    return len(words) >= 2 and words[1] == database
 
 
 def snapshot(groups: dict[str, int], client: redis.Redis | None = None, pg_database: str | None = None) -> dict:

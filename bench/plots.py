@@ -82,7 +82,7 @@ def latency_percentiles(b: dict, out: Path, stamp: str) -> str | None:
     ax.set_xticks(np.arange(len(series)))
     ax.set_xticklabels([s[0] for s in series], fontsize=6)
     ax.set_ylabel("ms (log scale)")
-    ax.set_title("End-to-end latency, customer frame in -> send frame out (bars: p50 / p90 / p99 / max; p99 labelled)")
+    ax.set_title("End-to-end latency, customer frame in -> send frame out\n(bars: p50 / p90 / p99 / max; p99 labelled)")
     ax.legend(fontsize=7)
     return _save(fig, out / "latency_percentiles.png", stamp)
 
@@ -174,7 +174,8 @@ def scale_out(b: dict, out: Path, stamp: str) -> str | None:
     right.set_xticks(np.arange(len(names)))
     right.set_xticklabels(names, fontsize=7, rotation=30)
     right.set_ylabel("share of one CPU during the burst")
-    right.set_title("Who is busy (the next bottleneck is the one near 1.0)")
+    right.set_title("Who is busy (a process near 1.0 is the next bottleneck;\n"
+                    "machine: all CPUs, others: processes outside the system)", fontsize=8)
     right.legend(fontsize=6)
     return _save(fig, out / "scale_out.png", stamp)
 
