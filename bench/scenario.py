@@ -8,7 +8,7 @@ time the fake recorded the first send frame to that customer (`FakeQingjian.sent
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis
 
@@ -32,6 +32,8 @@ class Live:
     system: processes.System
     procs: dict
     api: object  # the app's test client (tasks through the API, in this process)
+    first_send: dict = field(default_factory=dict)  # customer -> (index in fake.sent, time) of the first
+    scanned: int = 0  # how much of fake.sent first_send has read (each wait reads only what is new)
 
     @property
     def redis(self) -> redis.Redis:
@@ -43,6 +45,13 @@ class Live:
     def sends(self) -> int:
         with self.fake._cond:
             return len(self.fake.sent)
+
+    def scan_sends(self) -> None:
+        with self.fake._cond:
+            new = self.fake.sent[self.scanned:]
+        for i, s in enumerate(new, self.scanned):
+            self.first_send.setdefault(s["data"]["to_id"], (i, s["time"]))
+        self.scanned += len(new)
 
     def callbacks(self, until: float | None = None) -> int:
         """Callbacks 天网 accepted (2xx), all or those received by `until`."""
@@ -82,15 +91,13 @@ def create(live: Live, customers: list[str], prefix: str, desc: str) -> dict:
 
 
 def first_sends(live: Live, customers, since: int = 0) -> dict[str, float]:
-    """When the first send frame to each of `customers` left (recorded by the fake), from sent[since:]."""
-    want = set(customers)
-    with live.fake._cond:
-        sent = list(live.fake.sent[since:])
-    out: dict[str, float] = {}
-    for s in sent:
-        to = s["data"]["to_id"]
-        if to in want and to not in out:
-            out[to] = s["time"]
+    """When the first send frame to each of `customers` left (the fake's record), among sent[since:]."""
+    live.scan_sends()
+    out = {}
+    for customer in customers:
+        hit = live.first_send.get(customer)
+        if hit and hit[0] >= since:
+            out[customer] = hit[1]
     return out
 
 
@@ -109,12 +116,16 @@ def wait_sends(live: Live, customers, since: int, timeout: float, idle: float | 
         if got != last["count"] or _queued(client):
             last.update(count=got, at=now)
         return idle is not None and now - last["at"] >= idle
-    wait_until(done, timeout, 0.02)
+    wait_until(done, timeout, 0.05)
     return first_sends(live, customers, since)
 
 
 def _queued(client) -> int:
-    return sum(client.llen(q) for q in processes.System.QUEUES.split(","))
+    """Messages waiting in Celery's queues (one round trip)."""
+    pipe = client.pipeline(transaction=False)
+    for queue in processes.System.QUEUES.split(","):
+        pipe.llen(queue)
+    return sum(pipe.execute())
 
 
 def wait_quiet(live: Live, timeout: float = 60) -> bool:
