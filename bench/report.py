@@ -141,11 +141,14 @@ def profiles(results: dict) -> str:
     out = []
     for db in DBS:
         res = _get(results, "benchmarks", "profile", db)
-        if isinstance(res, dict) and res.get("rows"):
-            burst = res.get("burst", {})
-            out.append(f"Per fired message, {db} ({res['fired']:,} fired in a burst at "
-                       f"{fmt(burst.get('per_second'))}/s; "
-                       f"probe on, so CPU is inflated):\n\n{b_profile.markdown(res)}")
+        if not (isinstance(res, dict) and res.get("burst")):
+            continue
+        burst, steady = res["burst"], res["steady"]
+        out.append(f"Per fired message, {db}, a burst ({burst['fired']:,} fired at {fmt(burst.get('per_second'))}/s, "
+                   f"tasks created through web; probe on, so CPU is inflated):\n\n{b_profile.markdown(res, 'burst')}")
+        out.append(f"Per fired message, {db}, a steady {fmt(res['settings']['steady_rate'])} firing messages/s, one "
+                   f"frame at a time ({steady['fired']:,} fired; p99 {fmt(_get(steady, 'latency_ms', 'p99'))} ms):"
+                   f"\n\n{b_profile.markdown(res, 'steady')}")
     return "\n\n".join(out)
 
 

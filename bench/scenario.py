@@ -166,7 +166,7 @@ def burst(live: Live, customers: list[str], drain: float) -> dict:
         live.fake.say(c, FIRING_TEXT)
     t_injected = time.time()
     out = wait_sends(live, customers, since, drain, idle=IDLE)
-    to_last = meter.used()
+    to_last, t_snap = meter.used(), time.time()
     quiet = wait_quiet(live, drain)
     t_quiet = time.time()
     to_quiet = meter.used()
@@ -179,5 +179,23 @@ def burst(live: Live, customers: list[str], drain: float) -> dict:
             "callbacks_by_last_send": live.callbacks(t_last) - callbacks_before,
             "callbacks_in_all": live.callbacks() - callbacks_before,
             "quiet_after_s": round(t_quiet - t_first, 2) if quiet else None,
-            "cpu_seconds_to_last_send": to_last, "cpu_share_of_a_core": cpu.utilisation(to_last, wall),
+            "cpu_seconds_to_last_send": to_last, "cpu_share_of_a_core": cpu.utilisation(to_last, t_snap - t_first),
             "cpu_seconds": to_quiet, "cpu_ms_per_fired": cpu.per_item(to_quiet, fired)}
+
+
+def steady(live: Live, customers: list[str], rate: float, drain: float) -> dict:
+    """Each customer says 好的 once, `rate` customers a second (one frame at a time); the CPU of
+    everything that caused until quiet, and the latencies."""
+    meter = live.meter().start()
+    since, t_in = live.sends(), {}
+    for i in common.paced(len(customers), rate):
+        t_in[customers[i]] = time.time()
+        live.fake.say(customers[i], FIRING_TEXT)
+    out = wait_sends(live, customers, since, drain, idle=IDLE)
+    wait_quiet(live, drain)
+    used = meter.used()
+    lat = [1000 * (out[c] - t_in[c]) for c in out]
+    return {"messages": len(customers), "fired": len(out), "missing": len(customers) - len(out),
+            "rate": rate, "latency_ms": {k: round(v, 2) if isinstance(v, float) else v
+                                         for k, v in common.percentiles(lat).items()},
+            "cpu_seconds": used, "cpu_ms_per_fired": cpu.per_item(used, len(out))}
