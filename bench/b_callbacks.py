@@ -5,10 +5,10 @@ due; then one `callbacks.flush` per worker process is enqueued (what the commits
 under load: each flush claims batches of due rows), and the clock runs until SQL shows every row
 `delivered`. The receiver is a minimal threaded HTTP/1.1 server on 127.0.0.1
 answering 200 at once (keep-alive). Callbacks are signed (TIANWANG_CALLBACK_SECRET set), as in
-production. Only workers run (no beat, so nothing is re-driven behind our back).
+production. Only the Procfile's worker lines run (no beat, so nothing is re-driven behind our back).
 
-Reference: `bench.noop` published the same way to the `callbacks` queue, consumed by a
--I bench.noop_tasks worker of the same concurrency.
+Reference: `bench.noop` published as fast as one producer can to the `callbacks` queue, consumed by the
+Procfile's worker line(s) that take it, with -I bench.noop_tasks (bench/reference.py).
 """
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ from datetime import timedelta
 import redis
 from sqlalchemy import func, insert, select
 
-from bench import common
-from bench.b_match import _measure
-from bench.common import cpu_delta, cpu_seconds, wait_until
+from bench import common, cpu, reference, seeding, stack
+from bench.common import wait_until
+from devkit.processes import base_env
 
 
 def _rows(n: int, run_id: str):
@@ -56,15 +56,16 @@ def run_db(bench, kind: str, progress) -> dict:
     url = common.redis_url(common.REDIS_DB_SYSTEM)
     client = redis.Redis.from_url(url)
     run_id = uuid.uuid4().hex[:4]
-    out = {"db": kind, "settings": {"callbacks": n, "worker_concurrency": bench.concurrency,
+    processes = stack.processes_for("callbacks", base_env(db_url, url, **bench.env()))
+    out = {"db": kind, "settings": {"callbacks": n, "worker_processes_on_the_queue": processes,
                                     "receiver": "ThreadingHTTPServer, HTTP/1.1 keep-alive, answers 200",
                                     "signed": True}}
     with bench.scope():
         receiver = bench.receiver()
         system = bench.system(db_url, url, TIANWANG_CALLBACK_URL=receiver.url,
                               TIANWANG_CALLBACK_SECRET=common.CALLBACK_SECRET)
-        worker = bench.worker(system)
-        common.in_process_app(system.env)  # the runtime (SQL engine) of this process
+        procs = bench.stack(system, only_workers=True)
+        seeding.in_process_app(system.env)  # the runtime (SQL engine) of this process
         warm_tasks, warm_outbox = _rows(20, run_id + "w")
         tasks, outbox = _rows(n, run_id)
         with session_scope() as s:
@@ -81,42 +82,29 @@ def run_db(bench, kind: str, progress) -> dict:
         ok, _ = wait_until(lambda: delivered() >= 20, 90, 0.1)
         if not ok:
             raise RuntimeError("warm-up callbacks were not delivered\n" + system.dump_logs())
-        groups = {"worker": worker.p.pid}
-        bench.profile(f"callbacks-{kind}", {"worker": worker}, n / 150)
+        bench.profile(f"callbacks-{kind}", procs, n / 150)
         with session_scope() as s:
             s.execute(insert(Task), tasks)
             s.execute(insert(CallbackOutbox), outbox)
-        cpu0 = cpu_seconds(groups, client)
+        meter = cpu.Meter(procs, client, db_url).start()
         t0 = time.time()
-        for _ in range(bench.concurrency):
+        for _ in range(processes):
             app.send_task("callbacks.flush", queue="callbacks")
         t_pub = time.time()
         # Poll the receiver's in-memory count first (no load on the database), then SQL.
         wait_until(lambda: receiver.count >= 20 + n, 60 + n / 20, 0.01)
         ok, t_done = wait_until(lambda: delivered() >= 20 + n, 30, 0.01)
-        cpu1 = cpu_seconds(groups, client)
+        used = meter.used()
         got = delivered() - 20
         elapsed = t_done - t0
         out["deliver"] = {"n": n, "delivered": got, "all_delivered": bool(ok), "seconds": round(elapsed, 3),
                           "per_second": round(got / elapsed, 1), "publish_per_second": round(n / (t_pub - t0), 1),
-                          "receiver_count": receiver.count, "cpu_seconds": cpu_delta(cpu0, cpu1)}
-        out["deliver"]["cpu_ms_per_callback"] = {k: round(1000 * v / max(1, got), 3)
-                                                 for k, v in out["deliver"]["cpu_seconds"].items()}
+                          "receiver_count": receiver.count, "cpu_seconds": used,
+                          "cpu_ms_per_callback": cpu.per_item(used, got)}
         progress()
-    # the reference, same worker count, same queue
-    ref_url = common.redis_url(common.REDIS_DB_REF)
-    ref_client = redis.Redis.from_url(ref_url)
-    with bench.scope():
-        system = bench.system(db_url, ref_url)
-        worker = bench.worker(system, "noop-worker", include="bench.noop_tasks")
-        app = common.producer(ref_url)
-        common.worker_warm(ref_client, lambda i: app.send_task("bench.noop", queue="callbacks"), n=20)
-
-        def inject():
-            for _ in range(n):
-                app.send_task("bench.noop", queue="callbacks")
-        out["reference_noop"] = _measure(ref_client, inject, n, {"worker": worker.p.pid}, timeout=60 + n / 20)
-        progress()
+    # the reference: the same worker line(s), the same queue
+    out["reference_noop"] = reference.noop_throughput(bench, db_url, n, 1, "callbacks")[0]
+    progress()
     rate = out["deliver"]["per_second"]
     out["ratio_to_noop"] = round(rate / out["reference_noop"]["per_second"], 3)
     out["targets"] = {"per_second": {"target": ">= 500", "value": rate, "pass": rate >= 500}}

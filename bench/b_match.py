@@ -3,15 +3,18 @@
 The Redis index is filled in bulk with app.registry.Registry.register (its own key layout, queued into
 big pipelines): half the tasks are specified_customer_reply tasks bound to a customer (two per
 customer), half customer_keyword tasks for any customer (1-3 keywords of 2-6 CJK characters each, so
-`ix:kws` holds about as many keywords as there are such tasks). No SQL rows are written: a task that
-never matches is never read from SQL (matching only reads Redis; SQL is touched when a claim is made).
-No beat runs, so the reconciler never sees (and drops) these SQL-less index entries.
+`ix:kws` holds about as many keywords as there are such tasks). No task rows are written to SQL: a task
+that never matches is never read from SQL (matching reads the index; a task row is touched by a claim).
+The messages themselves are: the listener records each batch in `inbound_messages` and matching marks
+the batch matched (the first of the SQL-bound benchmarks' databases). The Procfile's processes run but
+beat, so the reconciler never sees (and drops) these SQL-less index entries.
 
 Messages are texts from random customers, half of whom have two bound tasks; their characters come
 from a range disjoint from every keyword's, so nothing matches and nothing fires. They are pushed
 through the 轻简 fake as fast as this process can; a run is done when `stats:match events` has grown
-by N. The reference is a worker started with `-I bench.noop_tasks` consuming `bench.noop` (the same
-HINCRBY) from the same `match` queue, published as fast as possible by one producer.
+by N. The reference is `bench.noop` (the same HINCRBY) on the Procfile's worker line(s) with
+`-I bench.noop_tasks`, from the same `match` queue, published as fast as one producer can
+(bench/reference.py), before and after the points.
 """
 from __future__ import annotations
 
@@ -22,8 +25,8 @@ import time
 import redis
 from tqdm import tqdm
 
-from bench import common
-from bench.common import PREFIX, counter, cpu_delta, cpu_seconds, wait_until
+from bench import common, cpu, reference
+from bench.common import PREFIX
 
 KW_POOL = [chr(c) for c in range(0x4E00, 0x4E00 + 3000)]  # keyword characters
 MSG_POOL = [chr(c) for c in range(0x7000, 0x7000 + 3000)]  # message characters: disjoint
@@ -73,11 +76,12 @@ def spec_for(i: int, rng: random.Random) -> dict:
 
 
 def populate(client: redis.Redis, start: int, stop: int, seed: int = 7) -> float:
+    from app.infra.keys import Keys
     from app.registry import Registry
 
     rng = random.Random(seed * 1_000_003 + start)
     batch = _Batch(client)
-    registry = Registry(batch, PREFIX)  # type: ignore[arg-type]
+    registry = Registry(batch, Keys(PREFIX))  # type: ignore[arg-type]
     began = time.perf_counter()
     with tqdm(total=stop - start, desc=f"index {start:,}->{stop:,}", leave=False, unit="task",
               unit_scale=True, dynamic_ncols=True) as bar:
@@ -96,87 +100,31 @@ def _messages(n: int, size: int, rng: random.Random) -> list[tuple[str, str]]:
             for _ in range(n)]
 
 
-def _measure(client, inject, n: int, groups: dict, timeout: float) -> dict:
-    """Run `inject()` (which sends n messages), wait for n more `stats:match events`."""
-    base_events = counter(client, "match", "events")
-    base_recv = counter(client, "listener", "received")
-    cpu0 = cpu_seconds(groups, client)
-    t0 = time.time()
-    inject()
-    t_injected = time.time()
-    recv_done = [None]
-
-    def done():
-        pipe = client.pipeline(transaction=False)
-        pipe.hget(f"{PREFIX}stats:match", "events")
-        pipe.hget(f"{PREFIX}stats:listener", "received")
-        events, received = (int(x or 0) for x in pipe.execute())
-        if recv_done[0] is None and received - base_recv >= n:
-            recv_done[0] = time.time()
-        return events - base_events >= n
-
-    ok, t_done = wait_until(done, timeout, 0.005)
-    cpu1 = cpu_seconds(groups, client)
-    if not ok:
-        got = counter(client, "match", "events") - base_events
-        raise RuntimeError(f"only {got} of {n} messages were matched within {timeout:.0f}s")
-    elapsed = t_done - t0
-    out = {"n": n, "seconds": round(elapsed, 3), "per_second": round(n / elapsed, 1),
-           "inject_per_second": round(n / max(1e-9, t_injected - t0), 1),
-           "cpu_seconds": cpu_delta(cpu0, cpu1)}
-    if recv_done[0] is not None and "listener" in groups:
-        out["listener_per_second"] = round(n / max(1e-9, recv_done[0] - t0), 1)
-    out["cpu_ms_per_msg"] = {k: round(1000 * v / n, 3) for k, v in out["cpu_seconds"].items()}
-    return out
-
-
-def _noop(bench, db_url: str, n: int, reps: int, queue: str, progress) -> list[dict]:
-    """Reference: `bench.noop` on a worker started with -I bench.noop_tasks, same concurrency."""
-    url = common.redis_url(common.REDIS_DB_REF)
-    client = redis.Redis.from_url(url)
-    with bench.scope():
-        system = bench.system(db_url, url)
-        worker = bench.worker(system, "noop-worker", include="bench.noop_tasks")
-        app = common.producer(url)
-        common.worker_warm(client, lambda i: app.send_task("bench.noop", queue=queue), n=20)
-        runs = []
-        for _ in range(reps):
-            def inject():
-                for _ in range(n):
-                    app.send_task("bench.noop", queue=queue)
-            runs.append(_measure(client, inject, n, {"worker": worker.p.pid}, timeout=60 + n / 20))
-            progress()
-        worker.stop()
-    return runs
-
-
 def run(bench, progress) -> dict:
     quick = bench.quick
     sizes = [1_000, 10_000, 50_000] if quick else [1_000, 100_000, 1_000_000]
     n = 500 if quick else 4_000
     reps = 1 if quick else 2
-    db_url = common.fresh_db(bench.dbs[0], "match")  # the workers need one; matching never touches it
+    db_url = common.fresh_db(bench.dbs[0], "match")  # the inbound messages are recorded there
     url = common.redis_url(common.REDIS_DB_SYSTEM)
     client = redis.Redis.from_url(url)
-    result = {"settings": {"messages_per_run": n, "runs_per_point": reps, "worker_concurrency": bench.concurrency,
-                           "pool": "prefork", "index_sizes": sizes,
+    result = {"settings": {"messages_per_run": n, "runs_per_point": reps, "index_sizes": sizes,
+                           "processes": "the Procfile's lines but release, web, flower and beat",
                            "index": "half specified_customer_reply bound to a customer (2 per customer), "
                                     "half customer_keyword for any customer (1-3 keywords of 2-6 chars)",
-                           "sql_rows": "none: tasks that never match are never read from SQL",
+                           "sql_rows": "no task rows (never matched, never read); inbound messages recorded",
                            "beat": "not running (no reconcile)", "redis_db": common.REDIS_DB_SYSTEM},
               "points": [], "noop": None}
     rng = random.Random(42)
 
-    result["noop_before"] = _noop(bench, db_url, n, reps, "match", progress)
+    result["noop_before"] = reference.noop_throughput(bench, db_url, n, reps, "match", progress)
 
     with bench.scope():
         fake = bench.fake_qingjian()
         system = bench.system(db_url, url, QINGJIAN_WS_URL=fake.url)
-        worker = bench.worker(system)
-        listener = system.listener()
+        procs = bench.stack(system, without=("beat",))  # no reconcile: the index has no SQL rows behind it
         if not fake.wait_for_client(30):
             raise RuntimeError("the listener did not connect to the 轻简 fake\n" + system.dump_logs())
-        groups = {"worker": worker.p.pid, "listener": listener.p.pid}
         populated = 0
         for size in sizes:
             populate_s = populate(client, populated, size)
@@ -188,12 +136,12 @@ def run(bench, progress) -> dict:
             for rep in range(reps):
                 msgs = _messages(n, size, rng)
                 if rep == 0:
-                    bench.profile(f"match-{size}", {"worker": worker, "listener": listener}, n / 250)
+                    bench.profile(f"match-{size}", procs, n / 250)
 
                 def inject():
                     for from_id, text in msgs:
                         fake.say(from_id, text)
-                runs.append(_measure(client, inject, n, groups, timeout=120 + n / 20))
+                runs.append(reference.measure(client, inject, n, cpu.Meter(procs, client), timeout=120 + n / 20))
                 progress()
             registered = client.hlen(f"{PREFIX}spec")
             rates = [r["per_second"] for r in runs]
@@ -204,7 +152,7 @@ def run(bench, progress) -> dict:
             })
         client.flushdb()  # 1M specs: give the memory back
 
-    result["noop_after"] = _noop(bench, db_url, n, reps, "match", progress)
+    result["noop_after"] = reference.noop_throughput(bench, db_url, n, reps, "match", progress)
     noop_rates = [r["per_second"] for r in result["noop_before"] + result["noop_after"]]
     result["noop"] = {"per_second": round(statistics.median(noop_rates), 1), "all": noop_rates}
     first, last = result["points"][0], result["points"][-1]

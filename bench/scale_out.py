@@ -22,7 +22,7 @@ import requests
 from sqlalchemy import create_engine, text
 from tqdm import tqdm
 
-from bench import common
+from bench.private import private_system, web_healthy
 from devkit import processes, stores
 from devkit.fakes.qingjian import FakeQingjian
 
@@ -65,7 +65,7 @@ def messages_for(bodies: list[dict], total: int) -> list[tuple[str, str, str]]:
 
 def run(n_tasks: int, n_messages: int) -> dict:
     report: dict = {"tasks": n_tasks, "messages": n_messages}
-    with common.private_system("scale_out", report, ACTION_LEASE_SECONDS="10", QINGJIAN_SEND_TIMEOUT="5") as private:
+    with private_system("scale_out", report, ACTION_LEASE_SECONDS="10", QINGJIAN_SEND_TIMEOUT="5") as private:
         system, qingjian, tianwang, db_url = private.system, private.qingjian, private.tianwang, private.db_url
         ports = [stores.free_port(), stores.free_port()]
         for i, port in enumerate(ports):
@@ -76,7 +76,7 @@ def run(n_tasks: int, n_messages: int) -> dict:
         listeners = [system.listener(f"listener{i}") for i in range(2)]
         assert qingjian.wait_for_client(30), system.dump_logs()
         for port in ports:
-            stores.wait_until(lambda: common.web_healthy(f"http://127.0.0.1:{port}"), 30, 0.2, f"web on {port}")
+            stores.wait_until(lambda: web_healthy(f"http://127.0.0.1:{port}"), 30, 0.2, f"web on {port}")
 
         due = datetime.now(timezone.utc) + timedelta(seconds=40)
         bodies = task_bodies(n_tasks, due)

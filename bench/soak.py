@@ -19,7 +19,7 @@ import psutil
 import requests
 from sqlalchemy import create_engine, text
 
-from bench import common
+from bench.private import private_system, web_healthy
 from devkit import processes, stores
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -42,14 +42,14 @@ def tree_rss_mb(pid: int) -> float:
 
 def run(seconds: int, rate: int) -> dict:
     report: dict = {"seconds": seconds, "rate_per_second": rate, "samples": []}
-    with common.private_system("soak", report, ACTION_LEASE_SECONDS="30", QINGJIAN_SEND_TIMEOUT="10") as private:
+    with private_system("soak", report, ACTION_LEASE_SECONDS="30", QINGJIAN_SEND_TIMEOUT="10") as private:
         system, qingjian, tianwang, db_url = private.system, private.qingjian, private.tianwang, private.db_url
         port = stores.free_port()
         procs = {"web": system.web(port), "worker": system.worker(concurrency=2), "beat": system.beat(),
                  "listener": system.listener()}
         assert qingjian.wait_for_client(30), system.dump_logs()
         base = f"http://127.0.0.1:{port}"
-        stores.wait_until(lambda: common.web_healthy(base), 30, 0.2, "web")
+        stores.wait_until(lambda: web_healthy(base), 30, 0.2, "web")
         pids = {name: proc.p.pid for name, proc in procs.items()}
         pids["redis"], pids["this process"] = private.redis_pid, psutil.Process().pid
 
