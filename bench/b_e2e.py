@@ -21,8 +21,9 @@ A message whose send has not left DRAIN s after the last message counts as later
 
 Reference: one bare Celery hop (`bench.noop_lat`: publish -> executed) at 200/s on the Procfile's worker
 line(s) with -I bench.noop_tasks (bench/reference.py). A fired message takes two Celery hops
-(`messages.match`: match, claim and submit the send; `actions.advance` after 轻简's send_result) plus the
-listener's two legs (inbound batch -> SQL and broker; the send stream -> 轻简).
+(`messages.drain`: match, claim and submit the send; `actions.drain` after 轻简's send_result), each taking
+what gathered in its inbox, plus the listener's two legs (inbound batch -> SQL and the inbox; the send
+stream -> 轻简).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""match: messages/second through listener -> Celery (`messages.match`) -> matching, by index size.
+"""match: messages/second through listener -> the `match` inbox (`messages.drain`) -> matching, by index size.
 
 The Redis index is filled in bulk with app.registry.Registry.register (its own key layout, queued into
 big pipelines): half the tasks are specified_customer_reply tasks bound to a customer (two per

@@ -1,6 +1,6 @@
 """The reference Celery task: `celery -A workers worker -I bench.noop_tasks`.
 
-`bench.noop` does the one Redis HINCRBY that `messages.match` does when it finds nothing
+`bench.noop` does the one Redis HINCRBY that matching does per batch when it finds nothing
 (`stats:match events`), inside the same Flask-context task class, so the difference between the two
 throughputs is the cost of the bridge's own work. `bench.noop_lat` also records how long the message
 waited between publish and execution (the floor of one Celery hop's latency).

@@ -38,7 +38,7 @@ def throughput_vs_waiting(b: dict, out: Path, stamp: str) -> str | None:
     y = [p["per_second"] for p in points]
     lo = [y[i] - min(r["per_second"] for r in p["runs"]) for i, p in enumerate(points)]
     hi = [max(r["per_second"] for r in p["runs"]) - y[i] for i, p in enumerate(points)]
-    ax.errorbar(x, y, yerr=[lo, hi], marker="o", capsize=4, label="messages.match via listener (median, min-max)")
+    ax.errorbar(x, y, yerr=[lo, hi], marker="o", capsize=4, label="matching via listener (median, min-max)")
     noop = match["noop"]["per_second"]
     ax.axhline(noop, color=COLORS["ref"], label=f"reference: Celery no-op, same workers ({noop:.0f}/s)")
     ax.axhline(0.6 * noop, color=COLORS["ref"], ls="--", label="target: 0.6 x no-op")

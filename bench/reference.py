@@ -1,6 +1,6 @@
 """The references measured beside the bridge in the same run: Celery's own no-op task.
 
-`bench.noop` (bench/noop_tasks.py: the one HINCRBY `messages.match` also does) runs on the Procfile's
+`bench.noop` (bench/noop_tasks.py: the one HINCRBY matching also does) runs on the Procfile's
 worker line(s) that consume the queue it is published to, started with `-I bench.noop_tasks`: the same
 command, pool and concurrency as the system under test, against their own Redis DB (REDIS_DB_REF).
 """

@@ -93,6 +93,16 @@ MUTATIONS = (
          "tests/integration/test_inbound_record.py::"
          "test_a_redelivery_after_redis_lost_its_marks_is_not_recorded_or_matched_twice")),
     Mutation(
+        "inbox-keeps-taken", "a batch a drain took is forgotten, so a worker killed mid-batch loses it",
+        (Edit("app/infra/inbox.py", "redis.call('hset', KEYS[2], ARGV[2], cjson.encode(items))\n", "\n"),),
+        ("tests/integration/test_inbox.py::"
+         "test_a_drain_killed_mid_batch_leaves_it_to_go_back_at_the_head_when_its_time_is_up",)),
+    Mutation(
+        "inbox-last-look", "a drain ends without its last look, so an item pushed as it ends waits for beat",
+        (Edit("app/infra/inbox.py", "        return not (self.r.llen(self.key) and", "        return True or not ("
+              "self.r.llen(self.key) and"),),
+        ("tests/integration/test_inbox.py::test_a_put_racing_the_end_of_a_drain_is_taken_by_it_or_wakes_another",)),
+    Mutation(
         "catch-up-lookback", "registration's catch-up ignores lookback_seconds",
         (Edit("app/services/firing.py", 'since = spec["ts"] - spec.get("lb", 0.0)', 'since = spec["ts"]'),),
         ("tests/integration/test_triggers_e2e.py::test_lookback_covers_a_message_said_before_the_task",

@@ -13,6 +13,9 @@ All of them start with REDIS_PREFIX (default `tw:`), so several deployments can 
   qj:out                stream  sends handed to the listener; qj:queued:<req> (once per req_id),
                               qj:fate:<req> (sent, or abandoned by its worker: it must never leave),
                               qj:result:<req> (its send_result), qj:wake:<req> (wakes a waiting worker)
+  inbox:<name>          list  work the listener hands over, drained in batches (app.infra.inbox): match (inbound
+                              events), answers (轻简's send_results); :taken/:due (batches a drain holds, and
+                              when they go back), :woken:<slot> (a drain is queued or running)
   hb:<process>          str   heartbeats (listener, beat)
   lock:<name>           str   locks (listener leadership per 轻简 URL, beat's sweeps)
   stats:<name>          hash  counters shared by every process (app.stats)
@@ -59,6 +62,12 @@ class Keys:
 
     def send_wake(self, req_id: str) -> str:
         return f"{self.prefix}qj:wake:{req_id}"
+
+    def inbox(self, name: str) -> str:
+        return f"{self.prefix}inbox:{name}"
+
+    def inbox_woken(self, name: str, slot: int) -> str:
+        return f"{self.prefix}inbox:{name}:woken:{slot}"
 
     def heartbeat(self, process: str) -> str:
         return f"{self.prefix}hb:{process}"

@@ -1,6 +1,6 @@
 """From inbound events to fired tasks: look candidates up, match, claim the winners, start their actions.
 
-The listener hands events over in batches (one Celery message per burst). A batch's winners are claimed
+The listener hands events over through the `match` inbox, drained a batch at a time (app.infra.inbox). A batch's winners are claimed
 in one transaction (`waiting -> running`, a CAS: whoever's update hits wins), which also marks the
 batch's messages matched in SQL with what each fired. Their actions start right away without a second
 Celery hop, each in its customer's lane (app.lanes), so sends to one customer leave in the order the

@@ -1,4 +1,5 @@
-"""Beat's sweeps: due timers, deadlines, lapsed leases and due retries, overdue callbacks, lost matches."""
+"""Beat's sweeps: due timers, deadlines, lapsed leases and due retries, overdue callbacks, lost matches,
+undrained inboxes."""
 from __future__ import annotations
 
 import logging
@@ -105,6 +106,17 @@ def _lane_of(event) -> dict:
         return {}
     acc_id = event.acc_id or runtime.current().settings.qingjian_default_acc_id
     return {"lane": [acc_id, event.from_id], "mark": event.msg_id.replace("|", "_")}
+
+
+def wake_waiting_inboxes() -> int:
+    """The listener's inboxes: batches a killed drain held go back, and items nobody drains wake a drain
+    (its wake was lost with a worker or the broker). Returns the items put back."""
+    returned = 0
+    for name in queueing.INBOXES:
+        box = queueing.inbox(name)
+        returned += box.requeue_lapsed()
+        box.wake_if_waiting()
+    return returned
 
 
 def wake_due_callbacks() -> int:

@@ -6,7 +6,7 @@ import logging
 import time
 
 import redis
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from app import runtime
 from app.domain import states
@@ -15,6 +15,7 @@ from app.infra.db import session_scope
 from app.infra.timeutil import epoch
 from app.models import Task
 from app.services import firing
+from app.state import counts
 from app.state import tasks as task_states
 
 log = logging.getLogger(__name__)
@@ -123,7 +124,21 @@ def reconcile(batch: int = 1000, full: bool = False) -> dict:
 
 
 def index_drift() -> int:
-    """How far the index count is from SQL's count of waiting tasks (cheap; beat checks it often)."""
+    """How far the index count is from SQL's count of waiting tasks (cheap: the kept counts, not a scan)."""
     with session_scope() as session:
-        waiting = session.scalar(select(func.count()).select_from(Task).where(Task.status == states.WAITING))
-    return abs(runtime.current().registry.count() - int(waiting or 0))
+        waiting = counts.read(session).by_status[states.WAITING]
+    return abs(runtime.current().registry.count() - waiting)
+
+
+def index_drift_persists(period_seconds: float) -> bool:
+    """Drift now and at the check one period before. A single look is not enough: while tasks fire, a task
+    claimed in SQL leaves the index just after its commit, and a new one enters it just before its own,
+    so a moment's drift is normal and a full rebuild for it would be wasted work under load."""
+    rt = runtime.current()
+    mark = rt.keys.lock("index-drift-seen")
+    if not index_drift():
+        rt.redis.delete(mark)
+        return False
+    seen_before = rt.redis.exists(mark)
+    rt.redis.set(mark, 1, px=int(period_seconds * 2500))  # forgotten if the next check is late
+    return bool(seen_before)

@@ -139,3 +139,20 @@ def test_reconcile_refreshes_an_entry_compiled_by_an_older_matcher(client, rdb):
     assert result["refreshed"] == 1 and result["registered"] == 0
     assert json.loads(rdb.hget("tw:spec", task_id)) == current
     assert rdb.sismember("tw:ix:cust:cust_U", task_id)
+
+
+def test_drift_between_index_and_sql_asks_for_a_rebuild_only_when_it_persists(client, rdb):
+    """Beat's upkeep rebuilds the index when its count and SQL's count of waiting tasks disagree at two
+    checks in a row: one look may fall between a claim's commit and its removal from the index."""
+    ids = _seed(client)
+    registration.reconcile()
+    assert registration.index_drift() == 0
+    assert registration.index_drift_persists(5) is False
+    rdb.hdel("tw:spec", ids["specified"])  # an entry lost from the index
+    assert registration.index_drift() == 1
+    assert registration.index_drift_persists(5) is False  # first seen: maybe a claim under way
+    assert registration.index_drift_persists(5) is True  # still there one check later: rebuild
+    registration.reconcile()
+    assert registration.index_drift_persists(5) is False
+    rdb.hdel("tw:spec", ids["specified"])
+    assert registration.index_drift_persists(5) is False  # a drift gone in between starts the count again

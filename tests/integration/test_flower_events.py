@@ -74,11 +74,11 @@ def test_sweeps_send_no_task_events_while_an_action_does(live):
 
         def action_succeeded():
             names = captured.received_names()
-            return any(names.get(e["uuid"]) == "actions.advance" for e in captured.of_type("task-succeeded"))
+            return any(names.get(e["uuid"]) == "actions.drain" for e in captured.of_type("task-succeeded"))
 
         wait_until(action_succeeded, 15, 0.1, "the action's task-succeeded event")
     names = set(captured.received_names().values())
-    assert {"messages.match", "actions.advance"} <= names, names
+    assert {"messages.drain", "actions.drain"} <= names, names
     assert not names & SWEEPS, names
     task_events = [e for e in captured.events if e["type"].startswith("task-")]
     known = captured.received_names()

@@ -1,11 +1,10 @@
 """The listener's inbound half against a real Redis and a real database (issue 10.5, the listener's
 half; DESIGN.md rule 11): msg_ids are de-duplicated per 轻简 connection URL, each accepted message is
-recorded in SQL once and handed to matching in one Celery message per batch.
+recorded in SQL once and handed to matching through the `match` inbox, a batch in one push.
 
-`InboundBatch` is driven directly, as the listener drives it; the Celery messages it sends are read
-back from the broker's `match` queue (nothing consumes them here).
+`InboundBatch` is driven directly, as the listener drives it; what it hands over is read back from the
+inbox (nothing drains it here).
 """
-import base64
 import json
 import time
 import uuid
@@ -53,7 +52,7 @@ def listener_side(app, monkeypatch):
     app.extensions["celery"].set_current()
     app.extensions["celery"].set_default()
     rt = runtime.current()
-    rt.redis.delete("match")
+    rt.redis.delete(rt.keys.inbox("match"))
 
     def batch(url: str) -> tuple[InboundBatch, Counter]:
         counts = Counter()
@@ -76,16 +75,10 @@ def rows(msg_id: str) -> list[tuple[str, str]]:
                                       .where(InboundMessage.msg_id == msg_id)).all())
 
 
-def handed_to_matching() -> list[list[dict]]:
-    """The arrivals of each `messages.match` message queued so far, oldest first."""
-    queued = runtime.current().redis.lrange("match", 0, -1)
-    out = []
-    for raw in reversed(queued):  # kombu pushes on the left
-        message = json.loads(raw)
-        assert message["headers"]["task"] == "messages.match"
-        args, _, _ = json.loads(base64.b64decode(message["body"]))
-        out.append(args[0])
-    return out
+def handed_to_matching() -> list[dict]:
+    """The arrivals waiting in the `match` inbox, oldest first."""
+    rt = runtime.current()
+    return [json.loads(raw) for raw in rt.redis.lrange(rt.keys.inbox("match"), 0, -1)]
 
 
 def test_the_same_msg_id_from_two_qingjian_urls_is_accepted_from_each_and_once_from_one(listener_side):
@@ -98,9 +91,9 @@ def test_the_same_msg_id_from_two_qingjian_urls_is_accepted_from_each_and_once_f
     from_b.flush()
     assert rows(msg_id) == sorted([(source_of(URL_A), customer), (source_of(URL_B), customer)])
     assert counts_a["received"] == counts_b["received"] == 1
-    batches = handed_to_matching()
-    assert [[a["event"]["msg_id"] for a in b] for b in batches] == [[msg_id], [msg_id]]
-    assert all(a["inbound_id"] for b in batches for a in b)
+    handed = handed_to_matching()
+    assert [a["event"]["msg_id"] for a in handed] == [msg_id, msg_id]
+    assert all(a["inbound_id"] for a in handed)
 
     # 轻简 A delivers it again (a reconnect): dropped before SQL, nothing handed over.
     again, counts = listener_side(URL_A)
@@ -110,7 +103,7 @@ def test_the_same_msg_id_from_two_qingjian_urls_is_accepted_from_each_and_once_f
     assert len(rows(msg_id)) == 2 and len(handed_to_matching()) == 2
 
 
-def test_a_batch_is_recorded_in_one_go_and_handed_over_as_one_message(listener_side):
+def test_a_batch_is_recorded_in_one_go_and_handed_over_in_one_push(listener_side):
     batch, counts = listener_side(URL_A)
     ids = [f"m-{uuid.uuid4()}" for _ in range(5)]
     for i, msg_id in enumerate(ids):
@@ -118,7 +111,7 @@ def test_a_batch_is_recorded_in_one_go_and_handed_over_as_one_message(listener_s
     batch.add("message", frame(ids[0], uid("c")))  # the same msg_id twice in one batch
     batch.flush()
     assert counts["received"] == 5 and counts["duplicates"] == 1
-    [handed] = handed_to_matching()
+    handed = handed_to_matching()
     assert [a["event"]["msg_id"] for a in handed] == ids
     with session_scope() as session:
         stored = {r.msg_id: r for r in session.scalars(select(InboundMessage).where(InboundMessage.msg_id.in_(ids)))}
@@ -164,7 +157,7 @@ def test_a_message_whose_listener_died_before_recording_it_is_taken_when_qingjia
     standby.add("message", frame(msg_id, uid("c")))
     standby.flush()
     assert len(rows(msg_id)) == 1, counts
-    assert [[a["event"]["msg_id"] for a in b] for b in handed_to_matching()] == [[msg_id]]
+    assert [a["event"]["msg_id"] for a in handed_to_matching()] == [msg_id]
 
 
 # -- end to end: what the live system records -------------------------------------------------------
@@ -227,9 +220,9 @@ def test_a_lost_match_is_handed_over_again_from_sql_and_fires_once(isolated):
         worker.stop()  # gracefully: nothing of theirs stays unacknowledged
     rt = system.use() and runtime.current()
     msg_id = q.say(customer, "好的")
-    wait_until(lambda: rt.redis.llen("match") == 1 and stored(system, msg_id=msg_id), 10, 0.1,
-               "the message recorded and its match queued")
-    rt.redis.delete("match")  # the broker lost it
+    wait_until(lambda: rt.redis.llen(rt.keys.inbox("match")) == 1 and stored(system, msg_id=msg_id), 10, 0.1,
+               "the message recorded and handed to matching")
+    rt.redis.delete(rt.keys.inbox("match"), "match")  # Redis lost the hand-over (the inbox and its wake)
     system.system.worker("worker-new")
     # Bound: a message not matched MATCH_REDRIVE_SECONDS after it was handed over goes again with the
     # next upkeep (every 5 s).

@@ -2,8 +2,9 @@
 
 It owns the WebSocket. Inbound customer events are taken in batches (whatever arrived together):
 de-duplicated by msg_id per 轻简, remembered for lookback, placed in their customers' lanes, recorded in
-SQL and handed to matching as one Celery message (`inbound`). Sends come from the Redis stream workers
-write, each taken (never one given up on) and sent; 轻简's answers go back by req_id (`outbound`).
+SQL and pushed to the `match` inbox that workers drain in batches (`inbound`; app.infra.inbox). Sends
+come from the Redis stream workers write, each taken (never one given up on) and sent; 轻简's answers go
+back by req_id to the `answers` inbox (`outbound`).
 """
 from __future__ import annotations
 

@@ -46,7 +46,7 @@ class InboundBatch:
         return len(self.arrivals)
 
     def flush(self) -> None:
-        """Hand the batch over: a look at Redis, one SQL transaction, one Redis round trip, one Celery message.
+        """Hand the batch over: a look at Redis, one SQL transaction, one Redis round trip, one push to the inbox.
 
         SQL decides which messages are new (its unique (source, msg_id)), and records them before anything
         else is written: a listener killed after that leaves a recorded message that beat hands to matching

@@ -90,7 +90,7 @@ class Sender:
     # -- answers ----------------------------------------------------------------------------
     def answered(self, answers: list[tuple[str, bool, str | None]]) -> None:
         """Report answers (and failures) by req_id: wake the dispatches waiting for theirs, hand the
-        actions' to `actions.advance` in one message, acknowledge their stream entries."""
+        actions' to the `answers` inbox (drained by `actions.drain`), acknowledge their stream entries."""
         if not answers:
             return
         actions = [a for a in answers if parse_req_id(a[0])]
@@ -105,7 +105,7 @@ class Sender:
                 queueing.enqueue_advance(actions)
             except (kombu.exceptions.KombuError, redis.RedisError, OSError) as exc:
                 # The answers are stored: beat re-drives those actions when their leases lapse.
-                log.error("could not hand %d answers to actions.advance: %s", len(actions), exc,
+                log.error("could not hand %d answers to the answers inbox: %s", len(actions), exc,
                           extra={"event": "enqueue_failed"})
 
     def expire(self) -> None:

@@ -8,9 +8,11 @@ from app.infra import heartbeat
 from app.infra.locks import RedisLock, first_in_period
 from app.services import maintenance, registration, retention
 from app.state import counts
+from beat_schedule import BEAT_SCHEDULE
 
 log = logging.getLogger(__name__)
-FULL_RECONCILE_EVERY = 300.0  # seconds; drift triggers one sooner
+FULL_RECONCILE_EVERY = 300.0  # seconds; drift seen at two checks in a row triggers one sooner
+UPKEEP_EVERY = BEAT_SCHEDULE["maintenance.upkeep"]["schedule"].total_seconds()
 # Beat's sweeps (these and dispatch.sweep) send no task events (Celery's per-task `send_events`):
 # twice a second they would bury every action in Flower's task list. Other tasks still send them.
 
@@ -23,7 +25,7 @@ def _exclusive(name: str, ttl_ms: int) -> bool:
 
 @shared_task(name="maintenance.tick", ignore_result=True, send_events=False)
 def tick() -> dict | None:
-    """Due timers, deadlines, lapsed action leases, due callbacks (every half second)."""
+    """Due timers, deadlines, lapsed action leases, due callbacks, undrained inboxes (every half second)."""
     rt = runtime.current()
     # Held for the whole sweep, so sweeps don't overlap; its TTL only matters when a worker dies
     # mid-sweep, and then the next sweep may start 5 s later (an overlap is harmless: claims are CAS).
@@ -37,6 +39,7 @@ def tick() -> dict | None:
             "timed_out": maintenance.expire_deadlines(),
             "redriven": maintenance.redrive_lapsed_leases(),
             "callbacks_due": maintenance.wake_due_callbacks(),
+            "inbox_items_returned": maintenance.wake_waiting_inboxes(),
         }
     finally:
         alone.release()
@@ -51,7 +54,7 @@ def upkeep() -> dict | None:
     done = {}
     built = rt.registry.is_built()
     full_due = _exclusive("reconcile-full", int(FULL_RECONCILE_EVERY * 1000))
-    if full_due or not built or registration.index_drift():
+    if full_due or not built or registration.index_drift_persists(UPKEEP_EVERY):
         done["reconcile"] = registration.reconcile()
     # Messages matched against an incomplete index (Redis restarted empty) go again as soon as it is whole.
     done["matches_redriven"] = maintenance.redrive_lost_matches(
