@@ -72,8 +72,7 @@ MUTATIONS = (
          "tests/api/test_concurrency.py::test_claims_racing_a_cancel_have_exactly_one_winner")),
     Mutation(
         "claim-cas", "a batch claim (matching, timers: move_many) without its status condition",
-        (Edit("app/state/tasks.py", "update(Task).where(Task.task_id.in_(task_ids), Task.status == source)",
-              "update(Task).where(Task.task_id.in_(task_ids))"),),
+        (Edit("app/state/tasks.py", "update(Task).where(held, Task.status == source)", "update(Task).where(held)"),),
         ("tests/api/test_concurrency.py::test_twenty_batch_claims_of_one_task_exactly_one_wins",
          "tests/api/test_concurrency.py::test_a_batch_claim_passes_over_a_task_that_no_longer_waits")),
     Mutation(
