@@ -101,8 +101,10 @@ MUTATIONS = (
         (Edit("app/services/callbacks.py",
               'CallbackOutbox.state == "pending", CallbackOutbox.next_attempt_at == claim.token)',
               'CallbackOutbox.state == "pending")'),),
-        ("tests/api/test_callback_delivery.py::test_a_lapsed_claim_taken_by_another_flush_is_settled_by_that_flush_only",
-         "tests/api/test_callback_delivery.py::test_a_settled_row_is_not_settled_again_by_a_late_owner")),
+        # Not test_a_settled_row_is_not_settled_again_by_a_late_owner: there the row is delivered, which the
+        # state condition this mutation keeps refuses anyway (and so does the token alone: a settled row's
+        # next_attempt_at is no claim's token), so it cannot fail here.
+        ("tests/api/test_callback_delivery.py::test_a_lapsed_claim_taken_by_another_flush_is_settled_by_that_flush_only",)),
     Mutation(
         "hmac", "the X-Tianwang-Signature header is not sent",
         (Edit("app/clients/tianwang.py", 'headers["X-Tianwang-Signature"] = sign(raw, secret)', "pass"),),
