@@ -6,7 +6,7 @@ in one pytest process, puts the file back, and reports which tests killed it (fa
 survived (all passed). A snippet that is not in its file exactly once is an error, so a list gone stale
 after a change to the code is noticed at once; fix the snippet (keep it small) and run it again.
 
-    .venv/bin/python -m tests.mutations                # every mutation (~8 min on 2 cores)
+    .venv/bin/python -m tests.mutations                # every mutation (~3 min on a quiet 2-core machine)
     .venv/bin/python -m tests.mutations --list         # what there is
     .venv/bin/python -m tests.mutations send-once cas  # only these (by name)
     .venv/bin/python -m tests.mutations --no-baseline  # skip the unmutated run of the same tests first
