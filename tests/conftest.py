@@ -95,9 +95,13 @@ def uid(prefix: str = "T") -> str:
 # -- a live system: fakes, worker, beat, listener (shared by the end-to-end tests) ----------------
 
 @pytest.fixture(scope="session")
-def live(tmp_path_factory, redis_base, request):
-    if stores.postgres_available():
-        db = request.getfixturevalue("postgres_url")
+def live(tmp_path_factory, redis_base):
+    # A database of its own, not `postgres_url`: tests/api and tests/console truncate that one and write
+    # their own callback rows, which this system's beat and callback worker would otherwise flush first.
+    private = stores.postgres_available()
+    if private:
+        db = stores.create_private_database()
+        stores.migrate(db)
     else:
         db = f"sqlite:///{tmp_path_factory.mktemp('live') / 'live.db'}"
         stores.reset_database(db)
@@ -105,6 +109,8 @@ def live(tmp_path_factory, redis_base, request):
                              TUHUI_TIMEOUT="2", DISPATCH_WAIT_RETRY_SECONDS="1")
     yield live_system
     live_system.stop()
+    if private:
+        stores.drop_database(db)
 
 
 @pytest.fixture(autouse=True)

@@ -118,6 +118,8 @@ def map_row(row: dict, *, zone: str, now: datetime) -> Mapped:
     if not 0 < timeout_hours <= MAX_TIMEOUT_HOURS:
         raise Refused(f"timeout_hours {row.get('timeout_hours')!r} is not more than 0 and at most 720")
     expires_at = created_at + timedelta(hours=timeout_hours)
+    if expires_at <= created_at:  # a positive timeout under a microsecond: no deadline after creation
+        raise Refused(f"timeout_hours {row.get('timeout_hours')!r} is shorter than a microsecond")
     times = {name: _time(row, name, zone) for name in ("triggered_at", "completed_at")}
     live = legacy_status in LIVE
     if live and any(times.values()):

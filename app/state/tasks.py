@@ -80,31 +80,16 @@ def move(
     if only_from is not None:
         allowed = allowed & frozenset(only_from)
     now = now or utcnow()
-    row_values = {"status": target, "updated_at": now, **(values or {})}
-    if error is not None:
-        row_values["error_message"] = error
+    row_values = _row_values(target, now, values, error, operator=operator)
     if result is not None:
         row_values["result"] = result
-    if states.is_terminal(target):
-        row_values.setdefault("completed_at", now)
-        row_values.setdefault("lease_owner", None)
-        row_values.setdefault("lease_expires_at", None)
-    elif operator:
-        row_values.setdefault("completed_at", None)
     swap = swap_status(session, Task, task_id, allowed, row_values, where)
     if swap.previous is None:
         raise TaskNotFound(task_id)
     if not swap.won:
         return Moved(False, swap.previous)
-    for kind, line in history:
-        record(session, task_id, kind, line, now=now)
-    session.add(TaskEvent(
-        task_id=task_id, at=now, kind="status", from_status=swap.previous, to_status=target,
-        detail={**(detail or {}), **({"error": error} if error else {})} or None,
-    ))
-    event_id = None
-    if target in states.CALLBACK_ON:
-        event_id = _add_callback(session, task_id, target, error, result, now)
+    event_id = _write_won(session, task_id, swap.previous, target, history, _detail(detail, error), error, result,
+                          now)
     counts.record(session, swap.previous, target, 1, callbacks=int(event_id is not None))
     log.info("task %s: %s -> %s", task_id, swap.previous, target, extra={"task_id": task_id, "event": "status"})
     return Moved(True, swap.previous, event_id)
@@ -151,11 +136,7 @@ def move_many(
     if not task_ids:
         return []
     now = now or utcnow()
-    row_values = {"status": target, "updated_at": now, **(values or {})}
-    if error is not None:
-        row_values["error_message"] = error
-    if states.is_terminal(target):
-        row_values.update(completed_at=now, lease_owner=None, lease_expires_at=None)
+    row_values = _row_values(target, now, values, error)
     held = tuple_(Task.task_id, Task.lease_owner).in_([(i, owners[i]) for i in task_ids]) if owners \
         else Task.task_id.in_(task_ids)
     won = list(session.scalars(
@@ -165,18 +146,49 @@ def move_many(
     if per_task and won:
         session.execute(update(Task).execution_options(synchronize_session=False),
                         [{"task_id": task_id, **per_task[task_id]} for task_id in won])
-    details = {**(detail or {}), **({"error": error} if error else {})}
+    details = _detail(detail, error)
     for task_id in won:
-        for kind, line in (history or {}).get(task_id, ()):
-            record(session, task_id, kind, line, now=now)
-        session.add(TaskEvent(task_id=task_id, at=now, kind="status", from_status=source, to_status=target,
-                              detail={**details, **(detail_of or {}).get(task_id, {})} or None))
-        if target in states.CALLBACK_ON:
-            _add_callback(session, task_id, target, error, (per_task or {}).get(task_id, {}).get("result"), now)
+        _write_won(session, task_id, source, target, (history or {}).get(task_id, ()),
+                   {**details, **(detail_of or {}).get(task_id, {})}, error,
+                   (per_task or {}).get(task_id, {}).get("result"), now)
     counts.record(session, source, target, len(won), callbacks=len(won) if target in states.CALLBACK_ON else 0)
     if won:
         log.info("%d tasks: %s -> %s", len(won), source, target, extra={"event": "status_batch"})
     return won
+
+
+def _row_values(target: str, now: datetime, values: dict | None, error: str | None, *,
+                operator: bool = False) -> dict:
+    """The columns a move to `target` writes: its status, `values`, the error; a terminal status also
+    its completion time and no lease (unless `values` says otherwise); an operator's move out of a
+    finished status clears the completion time."""
+    row_values = {"status": target, "updated_at": now, **(values or {})}
+    if error is not None:
+        row_values["error_message"] = error
+    if states.is_terminal(target):
+        row_values.setdefault("completed_at", now)
+        row_values.setdefault("lease_owner", None)
+        row_values.setdefault("lease_expires_at", None)
+    elif operator:
+        row_values.setdefault("completed_at", None)
+    return row_values
+
+
+def _detail(detail: dict | None, error: str | None) -> dict:
+    return {**(detail or {}), **({"error": error} if error else {})}
+
+
+def _write_won(session: Session, task_id: str, source: str, target: str, history, detail: dict,
+               error: str | None, result, now: datetime) -> str | None:
+    """What a won move writes beside the row: its `history` lines, its status line, and its callback
+    (for a status 天网 hears of); the callback's event id, if any."""
+    for kind, line in history:
+        record(session, task_id, kind, line, now=now)
+    session.add(TaskEvent(task_id=task_id, at=now, kind="status", from_status=source, to_status=target,
+                          detail=detail or None))
+    if target in states.CALLBACK_ON:
+        return _add_callback(session, task_id, target, error, result, now)
+    return None
 
 
 def _add_callback(session, task_id, status, error, result, now) -> str:
