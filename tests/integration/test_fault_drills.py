@@ -153,7 +153,7 @@ def test_two_listeners_one_connects_and_the_standby_takes_over(isolated):
     leader = active_listener(system)
     leader.kill9()
     wait_until(lambda: q.client_count == 0, 5, message="the dead leader's connection to close")
-    # The standby takes the lock once the dead leader's lapses (5 s, workers/listener.py LOCK_TTL_MS) and
+    # The standby takes the lock once the dead leader's lapses (5 s, workers/listener/__init__.py LOCK_TTL_MS) and
     # it next polls (every second): README's "within 5-6 s". How fast is bench.scale_out's to measure;
     # here a bound three times that, for a loaded machine.
     takeover = 3 * (5 + 1)
