@@ -102,6 +102,12 @@ MUTATIONS = (
               "self.r.llen(self.key) and"),),
         ("tests/integration/test_inbox.py::test_a_put_racing_the_end_of_a_drain_is_taken_by_it_or_wakes_another",)),
     Mutation(
+        "callback-last-look", "a flush ends without its last look, so a callback committed as it ends waits for beat",
+        (Edit("app/services/callbacks.py", "claim = claim_due(BATCH, limits.claim_window)  # the last look",
+              "claim = Claim(claim.token, [])"),),
+        ("tests/api/test_callback_delivery.py::"
+         "test_a_callback_committed_as_a_flush_finds_nothing_due_is_still_delivered_by_it",)),
+    Mutation(
         "catch-up-lookback", "registration's catch-up ignores lookback_seconds",
         (Edit("app/services/firing.py", 'since = spec["ts"] - spec.get("lb", 0.0)', 'since = spec["ts"]'),),
         ("tests/integration/test_triggers_e2e.py::test_lookback_covers_a_message_said_before_the_task",

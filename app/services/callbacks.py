@@ -89,18 +89,25 @@ def wake() -> None:
 def flush() -> dict:
     """Deliver the callbacks that are due, batch after batch, until none is due or the budget is spent.
 
-    The wake flag is cleared first, so a row committed while this runs either is claimed here or wakes
-    another flush. Returns counts by outcome, and `more` when rows may be left due.
+    The wake flag stays set while this runs, so commits meanwhile queue no other flush (at a steady rate
+    that would be one flush per commit): their rows are claimed by the next batch here. Once none is
+    due, the flag is cleared and the outbox looked at once more, so a row committed just before that is
+    either claimed here or finds the flag cleared and wakes a new flush. Returns counts by outcome, and
+    `more` (with the flag cleared, so the caller's wake queues the next flush) when rows may be left due.
     """
     rt = runtime.current()
-    rt.redis.delete(rt.keys.callback_flush_queued)
+    flag = rt.keys.callback_flush_queued
     limits = Limits.from_settings(rt.settings)
     deadline = time.monotonic() + limits.budget
     counts: dict = {}
     while time.monotonic() < deadline:
+        rt.redis.set(flag, 1, ex=WAKE_TTL_SECONDS)  # still flushing
         claim = claim_due(BATCH, limits.claim_window)
         if not claim.rows:
-            return counts
+            rt.redis.delete(flag)
+            claim = claim_due(BATCH, limits.claim_window)  # the last look
+            if not claim.rows:
+                return counts
         outcomes = settle(claim, deliver(claim.rows, deadline, limits))
         # /metrics counts attempts here: summing the outbox's column would scan it
         stats.incr("callbacks", "attempts", sum(1 for o in outcomes if o.state != "released"))
@@ -108,6 +115,7 @@ def flush() -> dict:
             counts[outcome.state] = counts.get(outcome.state, 0) + 1
         if counts.get("released"):
             break
+    rt.redis.delete(flag)
     counts["more"] = True
     return counts
 

@@ -157,3 +157,53 @@ def _requests(fake) -> list[tuple[str, int]]:
     """(method, status) of every request the fake received."""
     with fake._cond:
         return [(entry["method"], entry["status"]) for entry in fake.requests]
+
+
+@pytest.fixture
+def flushes_queued(monkeypatch) -> list:
+    """The flushes the app asks Celery for (nothing runs them here)."""
+    queued: list = []
+    monkeypatch.setattr(callbacks.queueing, "enqueue_callback_flush", lambda: queued.append("flush"))
+    return queued
+
+
+def test_callbacks_committed_while_a_flush_runs_are_its_own_and_queue_no_other_flush(system, monkeypatch,
+                                                                                       flushes_queued):
+    """At a steady rate a flush per commit cost a Celery task per callback: the running flush takes them."""
+    client = system()
+    owe_callbacks(client, 2)
+    del flushes_queued[:]
+    more: list[str] = []
+    post = callbacks.deliver
+
+    def post_while_more_are_committed(claimed, deadline, limits):
+        if not more:
+            more.extend(owe_callbacks(client, 2))  # each commit wakes: the flag says a flush is running
+        return post(claimed, deadline, limits)
+
+    monkeypatch.setattr(callbacks, "deliver", post_while_more_are_committed)
+    assert callbacks.flush() == {"delivered": 4}
+    assert flushes_queued == []
+    assert {r.state for r in rows()} == {"delivered"}
+    owe_callbacks(client, 1)  # the flush has ended: the next commit wakes one
+    assert flushes_queued == ["flush"]
+
+
+def test_a_callback_committed_as_a_flush_finds_nothing_due_is_still_delivered_by_it(system, monkeypatch,
+                                                                                  flushes_queued):
+    client = system()
+    owe_callbacks(client, 1)
+    del flushes_queued[:]
+    claim = callbacks.claim_due
+    claimed: list[int] = []
+
+    def a_commit_lands_after_the_empty_claim(limit, window):
+        found = claim(limit, window)
+        claimed.append(len(found.rows))
+        if claimed == [1, 0]:  # nothing due, the flag not yet cleared: the commit's wake queues nothing
+            owe_callbacks(client, 1)
+        return found
+
+    monkeypatch.setattr(callbacks, "claim_due", a_commit_lands_after_the_empty_claim)
+    assert callbacks.flush() == {"delivered": 2}
+    assert flushes_queued == [] and {r.state for r in rows()} == {"delivered"}
