@@ -16,12 +16,13 @@ import socket
 import subprocess
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 import redis
 import requests
 
-from devkit.stores import free_port, wait_until
+from devkit.stores import wait_until
 from tests.deploy.clone import fresh_clone, kill_all, processes_under, system_path
 
 INSTALL_AND_START_TIMEOUT = 900  # a fresh venv: pip installs every pinned requirement (from its cache)
@@ -40,12 +41,24 @@ def _port_free(port: int) -> bool:
 
 
 def free_port_run(length: int) -> int:
-    """The first of `length` consecutive free ports (up's fakes listen on FAKE_PORT_BASE and the next 4)."""
+    """The first of `length` consecutive free ports (up's fakes listen on FAKE_PORT_BASE and the next 4),
+    below the kernel's ephemeral range: `up` installs and starts for a minute or more before it listens,
+    and meanwhile its own outgoing connections (pip, Redis, the broker) take ephemeral ports, one of
+    which once was a port chosen here (seen: the fake 轻简's control port 'Address already in use')."""
+    low, _ = ephemeral_range()
     for _ in range(200):
-        base = random.randrange(20000, 60000)
+        base = random.randrange(10000, low - length)
         if all(_port_free(base + i) for i in range(length)):
             return base
     raise AssertionError("no run of free ports")
+
+
+def ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
 
 
 def _get(url: str, **kwargs):
@@ -61,11 +74,11 @@ def test_readme_up_runs_the_demo_from_a_fresh_clone_and_stops_on_sigint(tmp_path
         pytest.skip("no python3 on PATH outside the test's virtualenv")
     project = fresh_clone(tmp_path / "project")
     assert not (project / ".venv").exists() and not (project / "var").exists()
-    port, fake_base = free_port(), free_port_run(5)
+    port, fake_base, flower_port, redis_port = free_port_run(1), free_port_run(5), free_port_run(1), free_port_run(1)
     env = {"HOME": os.environ.get("HOME", str(tmp_path)), "PATH": system_path(), "LANG": "C.UTF-8",
            # Ports of their own, so a developer's running `up` (8000, 5555, 9528-9532, 6389) is not in the way.
-           "PORT": str(port), "FLOWER_PORT": str(free_port()), "FAKE_PORT_BASE": str(fake_base),
-           "EMBEDDED_REDIS_PORT": str(free_port())}
+           "PORT": str(port), "FLOWER_PORT": str(flower_port), "FAKE_PORT_BASE": str(fake_base),
+           "EMBEDDED_REDIS_PORT": str(redis_port)}
     for name in ("PIP_CACHE_DIR", "PIP_FIND_LINKS", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_CERT"):
         if name in os.environ:  # pip's own configuration (cache, mirror) as the machine has it
             env[name] = os.environ[name]
