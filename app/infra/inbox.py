@@ -31,8 +31,14 @@ VISIBILITY_SECONDS = 60  # a taken batch not done by then goes back to the inbox
 BUDGET_SECONDS = 5.0  # a drain gives its worker process back after this, queueing its own continuation
 SLOTS = 2  # drains at a time per inbox: the woken one and a helper for a backlog
 
-# Take up to ARGV[1] items from the head, keep them under claim ARGV[2] until ARGV[3] ms from now.
+# Drop claim ARGV[5] (the batch just handled, if any), keep the drain's flag KEYS[4] for ARGV[4] s more,
+# and take up to ARGV[1] items from the head, kept under claim ARGV[2] until ARGV[3] ms from now.
 _TAKE = """
+if ARGV[5] ~= '' then
+  redis.call('hdel', KEYS[2], ARGV[5])
+  redis.call('zrem', KEYS[3], ARGV[5])
+end
+redis.call('set', KEYS[4], 1, 'EX', ARGV[4])
 local items = redis.call('lrange', KEYS[1], 0, tonumber(ARGV[1]) - 1)
 if #items == 0 then return items end
 redis.call('ltrim', KEYS[1], #items, -1)
@@ -110,14 +116,14 @@ class Inbox:
 
         On a `transient` error the batch goes back to the head of the inbox and the error is raised (the
         Celery task retries); the flag stays, so the retry is this inbox's drain."""
-        woken = self.woken_keys[slot]
         deadline = time.monotonic() + budget
-        handled = 0
+        handled, finished = 0, ""  # `finished`: the claim of the batch just handled, dropped by the next take
         while True:
-            self.r.set(woken, 1, ex=WOKEN_TTL_SECONDS)  # still draining: producers need not wake another
             claim = uuid.uuid4().hex
-            items = self._take(keys=[self.key, self.taken_key, self.due_key],
-                               args=[batch, claim, VISIBILITY_SECONDS * 1000])
+            # One round trip: the last batch dropped, the flag kept (producers need not wake another), a take.
+            items = self._take(keys=[self.key, self.taken_key, self.due_key, self.woken_keys[slot]],
+                               args=[batch, claim, VISIBILITY_SECONDS * 1000, WOKEN_TTL_SECONDS, finished])
+            finished = ""
             if not items:
                 if not self._stop(slot):
                     continue
@@ -126,8 +132,10 @@ class Inbox:
                     and self.r.set(self.woken_keys[slot + 1], 1, nx=True, ex=WOKEN_TTL_SECONDS):
                 self._wake(slot + 1)  # a backlog: a second process shares it
             self._handle(handle, claim, [json.loads(raw) for raw in items], transient)
+            finished = claim
             handled += len(items)
             if time.monotonic() > deadline:  # give the process back to other queues; carry on in a new message
+                self._done(finished)
                 self._wake(slot)
                 return handled
 
@@ -159,7 +167,6 @@ class Inbox:
         except Exception:
             log.exception("inbox %s: dropped an item that cannot be handled: %.300r", self.name, items[0],
                           extra={"event": "inbox_item_dropped"})
-        self._done(claim)
 
     def _handle_alone(self, handle: Callable[[list], None], item, transient: tuple) -> None:
         try:

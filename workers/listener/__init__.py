@@ -119,6 +119,7 @@ class Listener:
     def _close(self) -> None:
         self._set_state(0)
         self._flush()  # what was read before the connection went is still handed over
+        self._count.flush()
         if self.ws is not None:
             try:
                 self.ws.close(timeout=1)
@@ -177,7 +178,6 @@ class Listener:
         self.inbound.flush()
         answers, self.answers = self.answers, []
         self.sender.answered(answers)
-        self._count.flush()
 
     def _on_frame(self, text) -> None:
         try:
@@ -212,8 +212,9 @@ class Listener:
 
 
 class Counters:
-    """The listener's counters (stats:listener, read by /metrics), added up in memory and written with
-    each batch: counting costs no round trip of its own."""
+    """The listener's counters (stats:listener, read by /metrics), added up in memory and written every
+    RENEW_EVERY seconds with the heartbeat (and when the connection closes): at a steady rate, writing
+    them with each batch cost a Redis round trip per message."""
 
     def __init__(self, client: redis.Redis, key: str):
         self.r, self.key = client, key
