@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from app import health, readings, runtime, stats
+from app.queueing import INBOXES
 from app.domain import states
 from app.domain.triggers import TIME_REACH
 from app.infra import heartbeat
@@ -98,8 +99,10 @@ class BridgeCollector:
     def _queues(self):
         from celeryconfig import QUEUE_ORDER
 
-        depth = GaugeMetricFamily("tianwang_queue_depth", "Messages waiting in each Celery queue", labels=["queue"])
-        for queue, length in readings.queue_depths(QUEUE_ORDER).items():
+        depth = GaugeMetricFamily("tianwang_queue_depth", "Messages waiting in each Celery queue, and items waiting "
+                                  "in each inbox the listener fills (queue=\"inbox:match\", \"inbox:answers\")",
+                                  labels=["queue"])
+        for queue, length in readings.queue_depths(QUEUE_ORDER, INBOXES).items():
             depth.add_metric([queue], length)
         yield depth
         lag = GaugeMetricFamily("tianwang_queue_lag_seconds",

@@ -78,9 +78,13 @@ def callback_backlog() -> CallbackBacklog:
                            OldestCallback(*row) if row is not None else None)
 
 
-def queue_depths(queues) -> dict[str, int]:
-    """Messages waiting in each Celery queue (kombu's Redis transport keeps a queue in a list)."""
-    pipe = runtime.current().redis.pipeline(transaction=False)
+def queue_depths(queues, inboxes=()) -> dict[str, int]:
+    """Messages waiting in each Celery queue (kombu's Redis transport keeps a queue in a list), and items
+    waiting in each inbox (app.infra.inbox), named `inbox:<name>`."""
+    rt = runtime.current()
+    pipe = rt.redis.pipeline(transaction=False)
     for queue in queues:
         pipe.llen(queue)
-    return dict(zip(queues, pipe.execute()))
+    for name in inboxes:
+        pipe.llen(rt.keys.inbox(name))
+    return dict(zip([*queues, *(f"inbox:{name}" for name in inboxes)], pipe.execute()))

@@ -58,6 +58,8 @@ def test_every_family_is_there_with_zeros_before_its_first_sample(client):
     for queue in QUEUE_ORDER:
         assert found[("tianwang_queue_depth", (("queue", queue),))] == 0
         assert found[("tianwang_queue_lag_seconds", (("queue", queue),))] == 0
+    for inbox in ("inbox:match", "inbox:answers"):
+        assert found[("tianwang_queue_depth", (("queue", inbox),))] == 0
     for state in ("pending", "delivered", "failed", "unsent"):
         assert found[("tianwang_callbacks", (("state", state),))] == 0
     assert found[("tianwang_timers_overdue", ())] == 0 and found[("tianwang_timers_overdue_seconds", ())] == 0
@@ -124,3 +126,11 @@ def test_with_the_database_down_the_scrape_says_so_and_keeps_the_redis_figures(r
     assert found[("tianwang_dependency_up", (("dependency", "redis"),))] == 1
     assert not any(name == "tianwang_tasks" for name, _ in found)
     assert ("tianwang_queue_depth", (("queue", "match"),)) in found
+
+
+def test_the_inboxes_depth_is_scraped_beside_the_queues(client):
+    """A backlog in an inbox (drains not keeping up) is seen by the same depth alert as a Celery queue's."""
+    assert client.post("/api/event", json={"event": "paid", "customer_id": "c1", "data": {}}).status_code == 202
+    found = samples(client)  # nothing drains in the API suite
+    assert found[("tianwang_queue_depth", (("queue", "inbox:match"),))] == 1
+    assert found[("tianwang_queue_depth", (("queue", "inbox:answers"),))] == 0
