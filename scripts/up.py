@@ -26,6 +26,7 @@ CLAIM_KEY = "tianwang:up:owner"
 # FAKE_PORT_BASE and the four ports after it.
 FAKE_OFFSETS = {"qingjian": 0, "qingjian_control": 1, "tianwang": 2, "tuhui": 3, "wecom": 4}
 DEFAULT_FAKE_PORT_BASE = 9528
+DEFAULT_WEB_PORT = "8000"  # README's address of the API, the docs and the console
 DEV_API_KEY = "dev-key"
 DEV_TUHUI_KEY = "dev-tuhui-key"
 DEV_CONSOLE_USER, DEV_CONSOLE_PASSWORD = "dev", "dev-console"  # README's development login
@@ -188,7 +189,7 @@ def procfile(env: dict, fakes: list[tuple[str, str]]) -> str:
 
 
 def banner(env: dict) -> str:
-    port = env.get("PORT", "8000")
+    port = env.get("PORT", DEFAULT_WEB_PORT)
     if env.get("TIANWANG_AUTH", "").lower() == "off":
         key = "no key: TIANWANG_AUTH=off"
     elif env.get("UP_DEV_KEY"):
@@ -233,13 +234,21 @@ def run_honcho(path: Path, env: dict) -> int:
     return 0 if stopping else code
 
 
-def run_system() -> int:
-    load_dotenv(ROOT / ".env")
-    env = dict(os.environ)
+def system_env(environ: dict) -> dict:
+    """The environment every process of `up` gets: the caller's (and .env's), with up's defaults."""
+    env = dict(environ)
     env.setdefault("DATABASE_URL", f"sqlite:///{VAR / 'tianwang.db'}")
+    # honcho gives each line a PORT of its own, from 5000 unless PORT is set: web must get README's 8000.
+    env.setdefault("PORT", DEFAULT_WEB_PORT)
     env["PYTHONPATH"] = str(ROOT)
     env["PYTHONUNBUFFERED"] = "1"
     env["UP_OWNER"] = f"{socket.gethostname()}:{os.getpid()}"
+    return env
+
+
+def run_system() -> int:
+    load_dotenv(ROOT / ".env")
+    env = system_env(os.environ)
     redis_proc, claimed = start_redis(env)
     if claimed:
         env["UP_CLAIMED_REDIS"] = claimed

@@ -87,3 +87,18 @@ def test_a_procfile_line_that_is_not_name_colon_command_is_refused(tmp_path):
         procfile.read(bad)
     with pytest.raises(ValueError, match="not one of"):
         procfile.in_venv("node server.js", up.BIN)
+
+
+def test_web_gets_readmes_port_under_honcho_unless_port_is_set(tmp_path):
+    """honcho hands each Procfile line a PORT of its own, 5000 for the first unless PORT is set: up must
+    set it, or web listens on 5000 while README and the banner say 8000 (seen on a fresh clone)."""
+    (tmp_path / "Procfile").write_text('web: python3 -c "import os; print(\'port=\' + os.environ[\'PORT\'])"\n')
+
+    def web_port(environ: dict) -> str:
+        env = {**up.system_env(environ), "PATH": os.environ["PATH"]}
+        out = subprocess.run([str(up.BIN / "honcho"), "-f", str(tmp_path / "Procfile"), "start"], env=env,
+                             capture_output=True, text=True, timeout=60).stdout
+        return out.split("port=", 1)[1].split()[0]
+
+    assert web_port({}) == "8000"
+    assert web_port({"PORT": "8123"}) == "8123"
