@@ -151,31 +151,31 @@ class Inbox:
         try:
             try:
                 handle(items)
+                return
             except transient:
                 raise
             except Exception:
                 if len(items) == 1:
-                    raise
+                    self._dropped(items[0])
+                    return
                 # One bad item must not cost its batch: the others are handled one at a time.
                 log.exception("inbox %s: a batch of %d failed; handling its items one at a time", self.name,
                               len(items), extra={"event": "inbox_batch_failed"})
-                for item in items:
-                    self._handle_alone(handle, item, transient)
+            for item in items:
+                try:
+                    handle([item])
+                except transient:
+                    raise
+                except Exception:
+                    self._dropped(item)
         except transient:
             self._put_back(keys=[self.key, self.taken_key, self.due_key], args=[claim])
             raise
-        except Exception:
-            log.exception("inbox %s: dropped an item that cannot be handled: %.300r", self.name, items[0],
-                          extra={"event": "inbox_item_dropped"})
 
-    def _handle_alone(self, handle: Callable[[list], None], item, transient: tuple) -> None:
-        try:
-            handle([item])
-        except transient:
-            raise
-        except Exception:
-            log.exception("inbox %s: dropped an item that cannot be handled: %.300r", self.name, item,
-                          extra={"event": "inbox_item_dropped"})
+    def _dropped(self, item) -> None:
+        """Called inside an `except` block: the log line carries the traceback."""
+        log.exception("inbox %s: dropped an item that cannot be handled: %.300r", self.name, item,
+                      extra={"event": "inbox_item_dropped"})
 
     def _done(self, claim: str) -> None:
         pipe = self.r.pipeline(transaction=False)

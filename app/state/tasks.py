@@ -2,8 +2,9 @@
 
 Every move is a compare-and-set `UPDATE tasks SET status=:to WHERE task_id=:id AND status=:from`,
 plus its history row, plus (for running and terminal statuses) its callback outbox row, plus its line
-for the task counts (app.state.counts), all in the caller's transaction. Whoever's update hits the row has won; everybody else gets `won=False` and drops
-the work. That is what makes a task fire once however many workers, listeners or beats race for it.
+for the task counts (app.state.counts), all in the caller's transaction. Whoever's update hits the row
+has won; everybody else gets `won=False` and drops the work. That is what makes a task fire once
+however many workers, listeners or beats race for it.
 
 Whether callbacks are sent and in which zone their times are written is policy, set once when the
 process is configured (`configure`, from `app.runtime`), not by each caller.
@@ -237,8 +238,8 @@ def update_running(session: Session, task_id: str, *, where: tuple = (), **value
 
 @event.listens_for(Session, "before_flush")
 def _count_new_tasks(session: Session, _context, _instances) -> None:
-    """Every task row added through the ORM (intake's store_new, the legacy import) is counted in the
-    transaction that inserts it, whichever path added it."""
+    """Every task row added through the ORM (the legacy import) is counted in the transaction that
+    inserts it; intake's store_new writes plain INSERTs and records its count itself."""
     born = Counter((task.status or states.PENDING, task.trigger_type)  # PENDING: the column's default
                    for task in session.new if isinstance(task, Task))
     for (status, trigger_type), n in born.items():
