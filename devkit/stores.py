@@ -112,6 +112,7 @@ def drop_database(url: str) -> None:
     target = make_url(url)
     if db._engine is not None and db._engine.url.database == target.database:
         db._engine.dispose()
+        db._dispose_append_engine()
     admin = create_engine(make_url(PG_URL), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'))

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 _engine: Engine | None = None
 _sessions: sessionmaker | None = None
+_append_engine: Engine | None = None
 
 
 def make_engine(url: str) -> Engine:
@@ -75,6 +76,7 @@ def init_engine(url: str) -> Engine:
         return _engine
     if _engine is not None:
         _engine.dispose()
+    _dispose_append_engine()
     _engine = make_engine(url)
     _sessions = sessionmaker(_engine, expire_on_commit=False)
     return _engine
@@ -84,6 +86,29 @@ def engine() -> Engine:
     if _engine is None:
         raise RuntimeError("database not initialised: call app.infra.db.init_engine(url) first")
     return _engine
+
+
+def append_engine() -> Engine:
+    """For appends on the path of every message (the inbound-message record), whose loss in a crash is
+    acceptable: on PostgreSQL each statement is its own transaction, its commit does not wait for the WAL
+    to reach the disk, and a checkout is not pinged first. That is one round trip where the shared
+    engine takes five (ping, BEGIN, SET LOCAL, INSERT, COMMIT). A dropped connection fails the statement
+    and empties the pool, so the caller's one retry gets a fresh one. On SQLite: the shared engine."""
+    global _append_engine
+    main = engine()
+    if main.dialect.name != "postgresql":
+        return main
+    if _append_engine is None:
+        _append_engine = create_engine(main.url, isolation_level="AUTOCOMMIT", pool_size=2, max_overflow=8,
+                                       connect_args={"options": "-c synchronous_commit=off"})
+    return _append_engine
+
+
+def _dispose_append_engine() -> None:
+    global _append_engine
+    if _append_engine is not None:
+        _append_engine.dispose()
+        _append_engine = None
 
 
 @contextmanager

@@ -12,13 +12,13 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import delete, insert, select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from app import queueing
 from app.domain.events import InboundEvent, message_text
-from app.infra.db import session_scope
+from app.infra.db import append_engine, session_scope
 from app.infra.logs import mask
 from app.infra.timeutil import epoch, utcnow
 from app.models import InboundMessage
@@ -26,6 +26,15 @@ from app.models import InboundMessage
 log = logging.getLogger(__name__)
 API_SOURCE = "api"  # custom events posted to /api/event
 RECENT_SECONDS = 3600  # a message older than this is not matched again (lookback_seconds ≤ 3600)
+
+CHUNK = 1000  # rows per INSERT statement: SQLAlchemy's default insertmanyvalues page
+_messages = InboundMessage.__table__
+# Built once: statements on the path of every message are not built again for each.
+_RECORD = insert(_messages).returning(_messages.c.id, sort_by_parameter_order=True)
+_MARK_IDLE = update(_messages).where(_messages.c.id.in_(bindparam("row_ids", expanding=True))) \
+    .values(matched_at=bindparam("now"))
+_MARK_FIRST = update(_messages).where(_messages.c.id == bindparam("row_id"), _messages.c.fired.is_(None)) \
+    .values(matched_at=bindparam("now"), fired=bindparam("task_ids", type_=_messages.c.fired.type))
 
 
 def source_of(ws_url: str) -> str:
@@ -45,35 +54,43 @@ class Arrival:
 
 
 def record(arrivals: list[Arrival], source: str) -> list[int | None]:
-    """Store a batch in one transaction; the row id of each, None for one already stored (a msg_id seen
-    before: Redis, which de-duplicates first, had lost its mark)."""
-    if not arrivals:
-        return []
+    """Store a batch, each statement of it in one transaction; the row id of each, None for one already
+    stored (a msg_id seen before: Redis, which de-duplicates first, had lost its mark)."""
     now = utcnow()
     rows = [_row(a, source, now) for a in arrivals]
+    # One statement per chunk (SQLAlchemy's insertmanyvalues page), so each chunk stands or falls whole.
+    return [row_id for i in range(0, len(rows), CHUNK) for row_id in _insert_chunk(rows[i:i + CHUNK])]
+
+
+def _insert_chunk(rows: list[dict]) -> list[int | None]:
     try:
-        with session_scope() as session:
-            _without_waiting_for_disk(session)
-            return list(session.scalars(insert(InboundMessage).returning(InboundMessage.id,
-                                                                          sort_by_parameter_order=True), rows))
-    except IntegrityError:  # a repeat in the batch: store the others one by one
-        return [_record_one(row) for row in rows]
+        return _insert(rows)
+    except IntegrityError:  # a repeat in the chunk: store the others one by one
+        return [_insert_one(row) for row in rows]
 
 
-def _without_waiting_for_disk(session: Session) -> None:
-    """On PostgreSQL, this transaction's commit does not wait for its WAL to reach the disk: the record sits
-    on the path of every message, and a crash loses at most the last fraction of a second of records,
-    whose messages were handed to matching (and remembered in Redis) all the same."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SET LOCAL synchronous_commit TO OFF"))
-
-
-def _record_one(row: dict) -> int | None:
+def _insert_one(row: dict) -> int | None:
     try:
-        with session_scope() as session:
-            return session.scalar(insert(InboundMessage).returning(InboundMessage.id), [row])
+        [row_id] = _insert([row])
+        return row_id
     except IntegrityError:
         return None
+
+
+def _insert(rows: list[dict]) -> list[int]:
+    """One INSERT through the append engine (app.infra.db), tried again once on a connection found broken
+    (a restarted database: that engine does not ping before each use)."""
+    try:
+        return _insert_once(rows)
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        return _insert_once(rows)
+
+
+def _insert_once(rows: list[dict]) -> list[int]:
+    with append_engine().begin() as conn:
+        return list(conn.scalars(_RECORD, rows))
 
 
 def _row(a: Arrival, source: str, now: datetime) -> dict:
@@ -93,14 +110,28 @@ def hand_over_custom_event(event: InboundEvent) -> None:
 
 def mark_matched(session: Session, fired: dict[int, list[str]], now: datetime) -> None:
     """Inside matching's transaction: these messages were matched, each firing these tasks. A message
-    matched again (a redelivered or re-driven match) keeps what it fired before, and adds to it."""
-    if not fired:
+    matched again (a redelivered or re-driven match) keeps what it fired before, and adds to it.
+
+    Written without reading first: messages that fired nothing in one UPDATE, those that fired in one
+    UPDATE each that takes only a row with nothing fired yet. Only when one of those misses (a message
+    matched before, which fired) are the lists read and merged."""
+    conn = session.connection()
+    idle = [row_id for row_id, task_ids in fired.items() if not task_ids]
+    firing = {row_id: list(dict.fromkeys(task_ids)) for row_id, task_ids in fired.items() if task_ids}
+    if idle:
+        conn.execute(_MARK_IDLE, {"row_ids": idle, "now": now})
+    if not firing:
         return
-    before = dict(session.execute(select(InboundMessage.id, InboundMessage.fired).where(
-        InboundMessage.id.in_(list(fired)), InboundMessage.fired.is_not(None))).all())
+    params = [{"row_id": row_id, "task_ids": task_ids, "now": now} for row_id, task_ids in firing.items()]
+    # One set of parameters is executed as such: psycopg runs a list in pipeline mode, dearer for one row.
+    if conn.execute(_MARK_FIRST, params[0] if len(params) == 1 else params).rowcount == len(firing):
+        return
+    # Merging again a row just written above changes nothing: its list is already the new one.
+    before = dict(conn.execute(select(_messages.c.id, _messages.c.fired).where(
+        _messages.c.id.in_(list(firing)), _messages.c.fired.is_not(None))).all())
     session.execute(update(InboundMessage), [
-        {"id": row_id, "matched_at": now, "fired": list(dict.fromkeys([*(before.get(row_id) or []), *task_ids]))
-         or None} for row_id, task_ids in fired.items()])
+        {"id": row_id, "matched_at": now, "fired": list(dict.fromkeys([*(before.get(row_id) or []), *task_ids]))}
+        for row_id, task_ids in firing.items()])
 
 
 def unmatched(older_than: float, limit: int = 500) -> list[tuple[int, InboundEvent]]:
