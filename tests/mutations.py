@@ -108,6 +108,26 @@ MUTATIONS = (
         ("tests/api/test_callback_delivery.py::"
          "test_a_callback_committed_as_a_flush_finds_nothing_due_is_still_delivered_by_it",)),
     Mutation(
+        "mark-merge", "a message that fired before and fires again loses what it fired the first time",
+        (Edit("app/services/inbound.py", "if conn.execute(_MARK_FIRST, params[0] if len(params) == 1 else params)"
+              ".rowcount == len(firing):", "if conn.execute(_MARK_FIRST, params) or True:"),),
+        ("tests/integration/test_inbound_marks.py::"
+         "test_a_batch_marks_each_message_with_what_it_fired_keeping_what_it_fired_before",)),
+    Mutation(
+        "record-reconnect", "the record fails on the first use of a connection the database dropped",
+        (Edit("app/services/inbound.py", "        if not exc.connection_invalidated:\n            raise\n",
+              "        raise\n"),),
+        ("tests/integration/test_inbound_marks.py::test_the_record_survives_the_database_dropping_its_connections"
+         "[postgresql]",)),
+    Mutation(
+        "callback-claim-cas", "two senders reading the same due rows both claim them",
+        (Edit("app/services/callbacks.py", 'CallbackOutbox.event_id.in_(due), CallbackOutbox.state == "pending",',
+              "CallbackOutbox.event_id.in_(due),"),
+         Edit("app/services/callbacks.py", "CallbackOutbox.next_attempt_at <= now)\n            .values(attempts=",
+              "True)\n            .values(attempts=")),
+        ("tests/api/test_callback_delivery.py::"
+         "test_senders_claiming_at_once_each_take_a_row_once_and_leave_none[postgresql]",)),
+    Mutation(
         "catch-up-lookback", "registration's catch-up ignores lookback_seconds",
         (Edit("app/services/firing.py", 'since = spec["ts"] - spec.get("lb", 0.0)', 'since = spec["ts"]'),),
         ("tests/integration/test_triggers_e2e.py::test_lookback_covers_a_message_said_before_the_task",

@@ -93,13 +93,15 @@ def read(session: Session) -> Counts:
 def fold(batch: int = FOLD_BATCH, max_batches: int = 10) -> int:
     """Move deltas into the totals, a batch per transaction; returns how many were folded. Each delta is
     deleted by the statement that reads it (DELETE … RETURNING), so none is counted twice or missed,
-    whatever commits meanwhile."""
+    whatever commits meanwhile. The batch is bounded by its last id, read by an uncorrelated sub-select
+    (run once): with `id IN (SELECT … LIMIT)`, PostgreSQL planning from the statistics of a table that had
+    been empty may re-run the sub-select for every row, as it did for the callback claim."""
     folded = 0
     for _ in range(max_batches):
         with session_scope() as session:
-            oldest = select(TaskCountDelta.id).order_by(TaskCountDelta.id).limit(batch)
+            oldest = select(TaskCountDelta.id).order_by(TaskCountDelta.id).limit(batch).subquery()
             rows = session.execute(
-                delete(TaskCountDelta).where(TaskCountDelta.id.in_(oldest))
+                delete(TaskCountDelta).where(TaskCountDelta.id <= select(func.max(oldest.c.id)).scalar_subquery())
                 .returning(TaskCountDelta.from_status, TaskCountDelta.to_status, TaskCountDelta.trigger_type,
                            TaskCountDelta.tasks, TaskCountDelta.callbacks)
                 .execution_options(synchronize_session=False)).all()

@@ -3,6 +3,7 @@ the 天网 fake on SQLite and PostgreSQL: claims are owned, a flush's work fits 
 out concurrently, and only a 2xx to the POST itself is delivery (redirects are not followed)."""
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
@@ -81,6 +82,23 @@ def test_a_lapsed_claim_taken_by_another_flush_is_settled_by_that_flush_only(sys
     assert len(written) == 3
     assert {(r.state, r.attempts) for r in rows()} == {("delivered", 2)}
     assert [(h["outcome"], h["attempts"]) for h in history()] == [("delivered", 2)] * 3
+
+
+def test_senders_claiming_at_once_each_take_a_row_once_and_leave_none(system):
+    owed = owe_callbacks(system(), 40)
+    claimed: list[str] = []
+
+    def sender() -> None:
+        while claim := callbacks.claim_due(7, timedelta(seconds=60)).rows:
+            claimed.extend(r.event_id for r in claim)
+
+    threads = [threading.Thread(target=sender) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(claimed) == len(set(claimed)) == len(owed)
+    assert {(r.state, r.attempts) for r in rows()} == {("pending", 1)}
 
 
 def test_a_settled_row_is_not_settled_again_by_a_late_owner(system):
