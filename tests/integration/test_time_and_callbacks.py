@@ -59,7 +59,11 @@ def test_a_thousand_timers_due_in_the_same_second_fire_once_each(live):
     wait_until(lambda: len(live.qingjian.sent_to(customer)) >= 1000, 300, 0.5, "1,000 timer sends")
     sends = live.qingjian.frames_for(customer)  # every frame, a repeat included
     assert len(sends) == 1000 and {s["outcome"] for s in sends} == {"delivered"}
-    assert sorted(s["req_id"] for s in sends) == sorted(f"{t}:0:0" for t in ids)
+    # Each task's message once. Its req_id is attempt 0's unless a send waited in the listener's queue past
+    # the lease (6 s here) on a loaded machine: beat then abandons it unsent, and the retry sends it once as
+    # attempt 1 (seen once in a CI run); it never leaves twice.
+    assert sorted(s["req_id"].rsplit(":", 2)[0] for s in sends) == sorted(ids)
+    assert all(s["req_id"].rsplit(":", 2)[1] == "0" for s in sends)
     # 天网 hears each of them complete, once (and the shared system is idle again for the next test).
     wanted = set(ids)
     wait_until(lambda: wanted <= {b["task_id"] for b in live.tianwang.accepted().values() if b["status"] == "completed"},
