@@ -91,9 +91,10 @@ def engine() -> Engine:
 def append_engine() -> Engine:
     """For appends on the path of every message (the inbound-message record), whose loss in a crash is
     acceptable: on PostgreSQL each statement is its own transaction, its commit does not wait for the WAL
-    to reach the disk, and a checkout is not pinged first. That is one round trip where the shared
-    engine takes five (ping, BEGIN, SET LOCAL, INSERT, COMMIT). A dropped connection fails the statement
-    and empties the pool, so the caller's one retry gets a fresh one. On SQLite: the shared engine."""
+    to reach the disk, and a checkout is not pinged first. That is one round trip where the record took
+    five through the shared engine (ping, BEGIN, SET LOCAL synchronous_commit, INSERT, COMMIT). A dropped
+    connection fails the statement and empties the pool, so the caller's one retry gets a fresh one. On
+    SQLite: the shared engine."""
     global _append_engine
     main = engine()
     if main.dialect.name != "postgresql":
